@@ -1,0 +1,12 @@
+//! project-http: a static file server for versioned, atomically flipped deployments.
+//!
+//! Data flows one way: store (disk layout) → site (in-memory index, arc-swap
+//! registry) → serve (public HTTP). [`app`] wires them together for the
+//! `serve` command; `main.rs` only parses the command line.
+
+pub mod app;
+pub mod config;
+pub mod logging;
+pub mod serve;
+pub mod site;
+pub mod store;

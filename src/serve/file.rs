@@ -1,0 +1,157 @@
+//! Answering with one file of a deployment: representation choice,
+//! validators, conditionals, ranges, headers, body.
+
+use std::io;
+
+use bytes::Bytes;
+use http::header::{
+    ACCEPT_ENCODING, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_TYPE, ETAG, LAST_MODIFIED, RANGE, VARY, X_CONTENT_TYPE_OPTIONS,
+};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+
+use super::body::{self, Body};
+use super::conditional::{self, Precondition};
+use super::encoding;
+use super::range::{self, RangeOutcome};
+use crate::site::index::{FileEntry, Representation};
+
+/// How a file is being answered.
+pub struct FileAnswer<'a> {
+    pub entry: &'a FileEntry,
+    pub request_headers: &'a HeaderMap,
+    pub head: bool,
+    pub cache_control: &'a HeaderValue,
+    /// `Some(404)` for the deployment's `404.html`: no conditionals, no ranges.
+    pub error_status: Option<StatusCode>,
+}
+
+impl FileAnswer<'_> {
+    pub async fn respond(self) -> Response<Body> {
+        let entry = self.entry;
+        let accept = self
+            .request_headers
+            .get(ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok());
+        let chosen = encoding::negotiate(accept, entry.encodings());
+        let rep = entry.representation(chosen);
+        let etag = rep.etag.to_str().unwrap_or("");
+
+        let mut builder = Response::builder()
+            .header(CONTENT_TYPE, entry.content_type.clone())
+            .header(CACHE_CONTROL, self.cache_control.clone())
+            .header(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        if !entry.encoded.is_empty() {
+            builder = builder.header(VARY, HeaderValue::from_static("Accept-Encoding"));
+        }
+        if let Some(e) = chosen {
+            builder = builder.header(CONTENT_ENCODING, HeaderValue::from_static(e.token()));
+        }
+
+        if let Some(status) = self.error_status {
+            return send(builder.status(status), rep, 0, rep.size, self.head).await;
+        }
+
+        builder = builder
+            .header(ETAG, rep.etag.clone())
+            .header(LAST_MODIFIED, entry.last_modified.clone())
+            .header(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+
+        match conditional::evaluate(self.request_headers, etag, entry.modified) {
+            Precondition::Proceed => {}
+            Precondition::NotModified => {
+                return finish(builder.status(StatusCode::NOT_MODIFIED), body::empty());
+            }
+            Precondition::Failed => {
+                return finish(
+                    builder
+                        .status(StatusCode::PRECONDITION_FAILED)
+                        .header(CONTENT_LENGTH, 0),
+                    body::empty(),
+                );
+            }
+        }
+
+        let outcome = match self.request_headers.get(RANGE) {
+            Some(value)
+                if conditional::if_range_allows(self.request_headers, etag, entry.modified) =>
+            {
+                range::evaluate(value.as_bytes(), rep.size)
+            }
+            _ => RangeOutcome::Full,
+        };
+        match outcome {
+            RangeOutcome::Full => {
+                send(builder.status(StatusCode::OK), rep, 0, rep.size, self.head).await
+            }
+            RangeOutcome::Partial { start, end } => {
+                let builder = builder
+                    .status(StatusCode::PARTIAL_CONTENT)
+                    .header(CONTENT_RANGE, format!("bytes {start}-{end}/{}", rep.size));
+                send(builder, rep, start, end - start + 1, self.head).await
+            }
+            RangeOutcome::Unsatisfiable => finish(
+                builder
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header(CONTENT_RANGE, format!("bytes */{}", rep.size))
+                    .header(CONTENT_LENGTH, 0),
+                body::empty(),
+            ),
+        }
+    }
+}
+
+/// Sends `len` bytes of `rep` from `start`: from memory when the index holds
+/// the bytes, else streamed from the versioned directory.
+async fn send(
+    builder: http::response::Builder,
+    rep: &Representation,
+    start: u64,
+    len: u64,
+    head: bool,
+) -> Response<Body> {
+    let builder = builder.header(CONTENT_LENGTH, len);
+    if head {
+        return finish(builder, body::empty());
+    }
+    let body = match &rep.bytes {
+        Some(bytes) => Ok(slice(bytes, start, len)),
+        None => body::file_range(&rep.disk_path, start, len).await,
+    };
+    match body {
+        Ok(body) => finish(builder, body),
+        Err(e) => file_error(rep, e),
+    }
+}
+
+fn slice(bytes: &Bytes, start: u64, len: u64) -> Body {
+    // The range was checked against rep.size, which equals bytes.len().
+    let start = usize::try_from(start)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let end = start
+        .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
+        .min(bytes.len());
+    body::full(bytes.slice(start..end))
+}
+
+/// A file the index knows could not be read: it was deleted or changed under
+/// the server. 404 when gone, 500 otherwise; never a panic, never a partial 200.
+fn file_error(rep: &Representation, error: io::Error) -> Response<Body> {
+    let status = if error.kind() == io::ErrorKind::NotFound {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    tracing::error!(path = %rep.disk_path.display(), error = %error, "cannot read indexed file");
+    super::plain(status, status.canonical_reason().unwrap_or("error"))
+}
+
+pub(super) fn finish(builder: http::response::Builder, body: Body) -> Response<Body> {
+    builder.body(body).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot build response");
+        let mut response = Response::new(body::empty());
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        response
+    })
+}

@@ -1,0 +1,172 @@
+//! Request-path decoding: the first line of defence against traversal.
+//!
+//! The raw path is split on `/` *before* percent-decoding, then each segment
+//! is decoded exactly once. Anything ambiguous is refused (400) rather than
+//! normalized: NUL and control bytes, a backslash, an encoded `/`, a `..`
+//! segment, malformed `%` escapes, invalid UTF-8 (which includes overlong
+//! forms like `%c0%ae`). Segments starting with `.` are decoded but flagged,
+//! so the router answers them 404 (dotfiles are never served).
+
+use std::fmt;
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    NotAbsolute,
+    BadEscape,
+    InvalidUtf8,
+    ForbiddenByte,
+    EncodedSlash,
+    DotDot,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathError::NotAbsolute => "path must start with /",
+            PathError::BadEscape => "malformed percent-escape in path",
+            PathError::InvalidUtf8 => "path is not valid UTF-8",
+            PathError::ForbiddenByte => "path contains a NUL, control character or backslash",
+            PathError::EncodedSlash => "path segment contains an encoded /",
+            PathError::DotDot => "path contains a .. segment",
+        })
+    }
+}
+
+/// A decoded request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedPath {
+    /// Non-empty decoded segments (empty ones from `//` are dropped).
+    pub segments: Vec<String>,
+    /// The path ended in `/` (or was `/`).
+    pub trailing_slash: bool,
+}
+
+impl DecodedPath {
+    /// True when any segment starts with `.` (including `.` itself).
+    pub fn has_hidden_segment(&self) -> bool {
+        self.segments.iter().any(|s| s.starts_with('.'))
+    }
+}
+
+/// Decodes the path part of a request target (no query string).
+pub fn decode(raw: &str) -> Result<DecodedPath, PathError> {
+    let rest = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+    let mut segments = Vec::new();
+    for raw_segment in rest.split('/') {
+        if raw_segment.is_empty() {
+            continue;
+        }
+        let segment = decode_segment(raw_segment)?;
+        if segment == ".." {
+            return Err(PathError::DotDot);
+        }
+        segments.push(segment);
+    }
+    Ok(DecodedPath {
+        segments,
+        trailing_slash: raw.ends_with('/'),
+    })
+}
+
+fn decode_segment(raw: &str) -> Result<String, PathError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let decoded = if b == b'%' {
+            let hi = bytes.get(i + 1).and_then(|c| hex_value(*c));
+            let lo = bytes.get(i + 2).and_then(|c| hex_value(*c));
+            match (hi, lo) {
+                (Some(hi), Some(lo)) => {
+                    i += 3;
+                    let value = hi * 16 + lo;
+                    if value == b'/' {
+                        return Err(PathError::EncodedSlash);
+                    }
+                    value
+                }
+                _ => return Err(PathError::BadEscape),
+            }
+        } else {
+            i += 1;
+            b
+        };
+        if decoded < 0x20 || decoded == 0x7f || decoded == b'\\' {
+            return Err(PathError::ForbiddenByte);
+        }
+        out.push(decoded);
+    }
+    String::from_utf8(out).map_err(|_| PathError::InvalidUtf8)
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str) -> Vec<String> {
+        decode(raw)
+            .unwrap_or_else(|e| panic!("{raw}: {e}"))
+            .segments
+    }
+
+    #[test]
+    fn plain_and_escaped() {
+        assert_eq!(ok("/s/web/a%20b.txt"), ["s", "web", "a b.txt"]);
+        assert_eq!(ok("/s/web/%C3%A9t%C3%A9"), ["s", "web", "été"]);
+        assert_eq!(ok("//s///web/"), ["s", "web"]);
+        assert!(decode("/s/web/").unwrap().trailing_slash);
+        assert!(!decode("/s/web").unwrap().trailing_slash);
+        assert!(decode("/").unwrap().segments.is_empty());
+    }
+
+    #[test]
+    fn double_encoding_is_decoded_once() {
+        // `%252e%252e` is the literal name "%2e%2e", not "..".
+        assert_eq!(ok("/s/web/%252e%252e/x"), ["s", "web", "%2e%2e", "x"]);
+    }
+
+    #[test]
+    fn traversal_vectors_are_refused() {
+        let cases = [
+            ("/s/web/../etc/passwd", PathError::DotDot),
+            ("/s/web/.%2e/etc/passwd", PathError::DotDot),
+            ("/s/web/%2e%2e/etc/passwd", PathError::DotDot),
+            ("/s/web/%2E%2E/x", PathError::DotDot),
+            ("/s/web/%%32%65/x", PathError::BadEscape),
+            ("/s/web/%", PathError::BadEscape),
+            ("/s/web/%zz", PathError::BadEscape),
+            ("/s/web/a%2fb", PathError::EncodedSlash),
+            ("/s/web/a%2Fb", PathError::EncodedSlash),
+            ("/s/..%2fother/x", PathError::EncodedSlash),
+            ("/s/web/a%5cb", PathError::ForbiddenByte),
+            ("/s/web/a\\b", PathError::ForbiddenByte),
+            ("/s/web/a%00b", PathError::ForbiddenByte),
+            ("/s/web/a%0ab", PathError::ForbiddenByte),
+            ("/s/web/%c0%ae%c0%ae/x", PathError::InvalidUtf8),
+            ("/s/web/%ff", PathError::InvalidUtf8),
+            ("s/web", PathError::NotAbsolute),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(decode(raw), Err(expected), "{raw}");
+        }
+    }
+
+    #[test]
+    fn hidden_segments_are_flagged() {
+        assert!(decode("/s/web/./.git/config").unwrap().has_hidden_segment());
+        assert!(decode("/s/web/a/.env").unwrap().has_hidden_segment());
+        assert!(decode("/s/web/%2eenv").unwrap().has_hidden_segment());
+        assert!(!decode("/s/web/a.b/c").unwrap().has_hidden_segment());
+    }
+}

@@ -1,0 +1,102 @@
+//! The two files that describe a deployment, written once at ingest.
+//!
+//! * `.deployer-meta.json`: id, creation time, file count, bytes, digest, source.
+//! * `.deployer-manifest`: one `"<sha256 hex>  <path>"` line per file, the
+//!   format of `sha256sum`, so an operator can check a deployment with
+//!   `cd <dir> && sha256sum -c .deployer-manifest`. The index reads ETags from
+//!   it instead of hashing every file again on each flip.
+//!
+//! Both start with a dot, so the public server never serves them.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub const META_FILE: &str = ".deployer-meta.json";
+pub const MANIFEST_FILE: &str = ".deployer-manifest";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentMeta {
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub files: u64,
+    pub bytes: u64,
+    /// SHA-256 over the sorted manifest; its first 12 hex digits are the default id.
+    pub digest: String,
+    /// Where the upload came from ("upload", "migrate:<container>", ...).
+    #[serde(default)]
+    pub source: String,
+}
+
+impl DeploymentMeta {
+    /// Reads a deployment's metadata; `Ok(None)` when the file is absent
+    /// (a deployment made by hand with the seed runbook has none).
+    pub fn read(dir: &Path) -> io::Result<Option<DeploymentMeta>> {
+        match std::fs::read(dir.join(META_FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Path (relative, `/`-separated) → SHA-256 hex of the file's content.
+pub type Manifest = HashMap<String, String>;
+
+/// Reads `.deployer-manifest`; an absent file gives an empty manifest and a
+/// malformed line is skipped (the index then hashes that file itself).
+pub fn read_manifest(dir: &Path) -> io::Result<Manifest> {
+    let file = match std::fs::File::open(dir.join(MANIFEST_FILE)) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Manifest::new()),
+        Err(e) => return Err(e),
+    };
+    let mut manifest = Manifest::new();
+    for line in io::BufReader::new(file).lines() {
+        let line = line?;
+        let Some((digest, path)) = line.split_once("  ") else {
+            continue;
+        };
+        if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            manifest.insert(path.to_string(), digest.to_ascii_lowercase());
+        }
+    }
+    Ok(manifest)
+}
+
+/// Writes the manifest, sorted by path, in `sha256sum` format.
+pub fn write_manifest(mut out: impl Write, entries: &[(String, String)]) -> io::Result<()> {
+    for (path, digest) in entries {
+        writeln!(out, "{digest}  {path}")?;
+    }
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = vec![
+            ("a b/c.txt".to_string(), "ab".repeat(32)),
+            ("index.html".to_string(), "CD".repeat(32)),
+        ];
+        let file = std::fs::File::create(dir.path().join(MANIFEST_FILE)).unwrap();
+        write_manifest(file, &entries).unwrap();
+        let manifest = read_manifest(dir.path()).unwrap();
+        assert_eq!(manifest.len(), 2);
+        assert_eq!(manifest["a b/c.txt"], "ab".repeat(32));
+        assert_eq!(manifest["index.html"], "cd".repeat(32));
+        assert!(read_manifest(&dir.path().join("missing"))
+            .unwrap()
+            .is_empty());
+    }
+}
