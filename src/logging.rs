@@ -4,6 +4,8 @@
 //! [`crate::serve::log_access`]); keeping them on stdout lets an operator ship
 //! them separately from diagnostics, as with nginx's access and error logs.
 
+use std::io::IsTerminal;
+
 use anyhow::{anyhow, Result};
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::layer::SubscriberExt;
@@ -28,12 +30,14 @@ pub fn init(format: LogFormat, level: &str, access_log: bool) -> Result<()> {
         LogFormat::Text => (
             fmt::layer()
                 .with_writer(std::io::stdout)
+                .with_ansi(std::io::stdout().is_terminal())
                 .with_target(false)
                 .with_level(false)
                 .with_filter(access_filter)
                 .boxed(),
             fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_filter(diag_only)
                 .with_filter(diag_filter)
                 .boxed(),

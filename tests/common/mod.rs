@@ -1,0 +1,274 @@
+//! Shared helpers for integration tests: a root built on disk the way the seed
+//! runbook builds it, the real `project-http` binary started on loopback, and
+//! a raw HTTP/1.1 client that sends exactly the bytes a test writes (so
+//! traversal vectors are not "fixed" by a client library first).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A temporary root directory with services and deployments.
+pub struct Root {
+    pub dir: tempfile::TempDir,
+}
+
+impl Root {
+    pub fn new() -> Root {
+        Root {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `<root>/<service>/<id>/` with the given files.
+    pub fn deployment(&self, service: &str, id: &str, files: &[(&str, &[u8])]) -> PathBuf {
+        let dir = self.path().join(service).join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (path, content) in files {
+            let file = dir.join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, content).unwrap();
+        }
+        dir
+    }
+
+    /// Points `current` at `id` the way the seed runbook does:
+    /// `ln -s <id> current.tmp && mv -T current.tmp current`.
+    pub fn flip(&self, service: &str, id: &str) {
+        let service_dir = self.path().join(service);
+        let tmp = service_dir.join("current.tmp-test");
+        let _ = std::fs::remove_file(&tmp);
+        symlink(id, &tmp).unwrap();
+        std::fs::rename(&tmp, service_dir.join("current")).unwrap();
+    }
+}
+
+/// Lines a child process wrote, collected by a reader thread.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn contains(&self, needle: &str) -> bool {
+        self.all().iter().any(|l| l.contains(needle))
+    }
+
+    /// Waits until a line containing `needle` appears.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(line) = self.all().into_iter().find(|l| l.contains(needle)) {
+                return Some(line);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn collect(self, stream: impl Read + Send + 'static) {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                self.0.lock().unwrap().push(line);
+            }
+        });
+    }
+}
+
+/// The real binary, running `serve` on loopback ports chosen by the kernel.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stdout: Lines,
+    pub stderr: Lines,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_project-http")
+}
+
+impl Server {
+    pub fn start(root: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(root, extra, &[])
+    }
+
+    pub fn start_with_env(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .arg("--root")
+            .arg(root)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("PROJECT_HTTP_ROOT")
+            .env_remove("PROJECT_HTTP_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("start project-http");
+        let stdout = Lines::default();
+        let stderr = Lines::default();
+        stdout.clone().collect(child.stdout.take().unwrap());
+        stderr.clone().collect(child.stderr.take().unwrap());
+        let Some(line) = stderr.wait_for("listening", Duration::from_secs(20)) else {
+            let _ = child.kill();
+            panic!("server did not start; stderr:\n{}", stderr.all().join("\n"));
+        };
+        let addr = field(&line, "public")
+            .and_then(|url| url.strip_prefix("http://").map(str::to_string))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no public address in {line:?}"));
+        Server {
+            child,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit; `None` on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        get(self.addr, path, &[])
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `key=value` from a text log line (value ends at whitespace; quotes
+/// stripped), or `"key":"value"` from a JSON one.
+pub fn field(line: &str, key: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let value: serde_json::Value = serde_json::from_str(line).ok()?;
+        return value[key].as_str().map(str::to_string);
+    }
+    let start = line.find(&format!("{key}="))? + key.len() + 1;
+    let value = line[start..].split_whitespace().next()?;
+    Some(value.trim_matches('"').to_string())
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends `request` as is on a new connection and reads the whole answer
+/// (the request should say `Connection: close`).
+pub fn raw(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(request).expect("write request");
+    let mut data = Vec::new();
+    let _ = stream.read_to_end(&mut data);
+    parse_response(&data, request.starts_with(b"HEAD"))
+        .unwrap_or_else(|| {
+            panic!(
+                "unparseable response to {:?}: {:?}",
+                String::from_utf8_lossy(request),
+                String::from_utf8_lossy(&data)
+            )
+        })
+        .0
+}
+
+/// GET `path` with extra header lines.
+pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    request(addr, "GET", path, headers)
+}
+
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str("\r\n");
+    raw(addr, text.as_bytes())
+}
+
+/// Parses one response from the front of `data`; returns it and the bytes used.
+pub fn parse_response(data: &[u8], head: bool) -> Option<(Response, usize)> {
+    let end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head_text = std::str::from_utf8(&data[..end]).ok()?;
+    let mut lines = head_text.split("\r\n");
+    let status_line = lines.next()?;
+    let status: u16 = status_line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut headers = HashMap::new();
+    for line in lines {
+        let (k, v) = line.split_once(':')?;
+        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+    }
+    let body_start = end + 4;
+    let no_body = head || status == 304 || status == 204 || (100..200).contains(&status);
+    let len = if no_body {
+        0
+    } else {
+        match headers.get("content-length") {
+            Some(l) => l.parse::<usize>().ok()?,
+            None => data.len() - body_start,
+        }
+    };
+    if data.len() < body_start + len {
+        return None;
+    }
+    let body = data[body_start..body_start + len].to_vec();
+    Some((
+        Response {
+            status,
+            headers,
+            body,
+        },
+        body_start + len,
+    ))
+}
