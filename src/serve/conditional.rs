@@ -73,7 +73,14 @@ fn matches_weak(value: &str, etag: &str) -> bool {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: http::header::HeaderName) -> Option<&'a str> {
+/// A list header's values; several header lines are one list (RFC 9110 §5.3).
+fn header_list(headers: &HeaderMap, name: http::header::HeaderName) -> Option<String> {
+    let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).peekable();
+    values.peek()?;
+    Some(values.collect::<Vec<_>>().join(", "))
+}
+
+fn header_str(headers: &HeaderMap, name: http::header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -84,8 +91,8 @@ fn header_date(headers: &HeaderMap, name: http::header::HeaderName) -> Option<Sy
 /// Evaluates the preconditions of a GET/HEAD against a representation with
 /// the quoted strong `etag` and whole-second `modified` time.
 pub fn evaluate(headers: &HeaderMap, etag: &str, modified: SystemTime) -> Precondition {
-    if let Some(value) = header_str(headers, IF_MATCH) {
-        if !matches_strong(value, etag) {
+    if let Some(value) = header_list(headers, IF_MATCH) {
+        if !matches_strong(&value, etag) {
             return Precondition::Failed;
         }
     } else if let Some(date) = header_date(headers, IF_UNMODIFIED_SINCE) {
@@ -93,8 +100,8 @@ pub fn evaluate(headers: &HeaderMap, etag: &str, modified: SystemTime) -> Precon
             return Precondition::Failed;
         }
     }
-    if let Some(value) = header_str(headers, IF_NONE_MATCH) {
-        if matches_weak(value, etag) {
+    if let Some(value) = header_list(headers, IF_NONE_MATCH) {
+        if matches_weak(&value, etag) {
             return Precondition::NotModified;
         }
     } else if let Some(date) = header_date(headers, IF_MODIFIED_SINCE) {
