@@ -34,12 +34,16 @@ fn bench(c: &mut Criterion) {
     });
 
     let registry = Arc::new(Registry::new());
-    registry.publish(Arc::new(Deployment::build("web", "d1", dir.path(), options).unwrap()));
+    registry.publish(Arc::new(
+        Deployment::build("web", "d1", dir.path(), options).unwrap(),
+    ));
     let state = PublicState {
         registry,
         settings: ArcSwap::from_pointee(Settings::from_config(&config).unwrap()),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let request = Request::get("/s/web/d7/f4207.js")
         .header("accept-encoding", "gzip, deflate, br")
         .body(())

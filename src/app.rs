@@ -6,23 +6,32 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::auth::Auth;
+use crate::admin::events::Events;
+use crate::admin::metrics::Metrics;
+use crate::admin::AdminState;
 use crate::config::{Config, Overrides};
 use crate::serve::listener::{self, ListenOptions};
+use crate::serve::ServedFrom;
 use crate::serve::{PublicState, Settings};
 use crate::site::{self, Registry};
+use crate::store::lock::ServiceLocks;
 use crate::store::Layout;
+use crate::watch::Watch;
 
 /// A started server: its addresses and handles to stop it.
 pub struct Running {
     pub public_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub registry: Arc<Registry>,
     pub public: Arc<PublicState>,
+    pub admin: Arc<AdminState>,
     pub layout: Layout,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -72,6 +81,13 @@ async fn rescan(
     for (service, id) in &report.served {
         tracing::info!(service, deployment = id, "serving");
     }
+    for (service, error) in &report.broken {
+        tracing::error!(
+            service,
+            error,
+            "service skipped: its current deployment cannot be loaded"
+        );
+    }
     tracing::info!(
         services = report.served.len(),
         broken = report.broken.len(),
@@ -84,7 +100,19 @@ async fn rescan(
 
 /// Scans the root, binds the listeners and starts serving.
 pub async fn start(config: &Config) -> Result<Running> {
-    let layout = Layout::new(&config.root);
+    if !config.admin_listen.ip().is_loopback() && config.admin_token.is_none() {
+        bail!(
+            "refusing to start: the admin API would listen on {} without a token. \
+             Set PROJECT_HTTP_ADMIN_TOKEN (or admin_token_file), or use a loopback admin address",
+            config.admin_listen
+        );
+    }
+    Layout::new(&config.root).ensure_root()?;
+    let root = config
+        .root
+        .canonicalize()
+        .with_context(|| format!("cannot resolve root {}", config.root.display()))?;
+    let layout = Layout::new(root);
     let registry = Arc::new(Registry::new());
     let report = rescan(&layout, &registry, config, true).await?;
 
@@ -92,56 +120,117 @@ pub async fn start(config: &Config) -> Result<Running> {
         registry: registry.clone(),
         settings: ArcSwap::from_pointee(Settings::from_config(config)?),
     });
+    let shared_config = Arc::new(ArcSwap::from_pointee(config.clone()));
+    let admin_state = Arc::new(AdminState {
+        layout: layout.clone(),
+        registry: registry.clone(),
+        locks: Arc::new(ServiceLocks::default()),
+        events: Events::default(),
+        metrics: Arc::new(Metrics::default()),
+        config: shared_config.clone(),
+        auth: Auth::new(config.admin_token.as_deref()),
+    });
     let public_listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "cannot listen on {} (public port; set --listen or PROJECT_HTTP_LISTEN)",
             config.listen
         )
     })?;
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (admin port; set --admin-listen or PROJECT_HTTP_ADMIN_LISTEN)",
+                config.admin_listen
+            )
+        })?;
     let public_addr = public_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
     let options = ListenOptions {
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
         drain_timeout: config.drain_timeout,
     };
     let shutdown = CancellationToken::new();
-    let state = public_state.clone();
-    let handler = move |request: http::Request<hyper::body::Incoming>, _peer: SocketAddr| {
-        let state = state.clone();
+
+    let (state, metrics) = (public_state.clone(), admin_state.metrics.clone());
+    let public_handler = move |request: http::Request<hyper::body::Incoming>, _peer: SocketAddr| {
+        let (state, metrics) = (state.clone(), metrics.clone());
         async move {
             let started = Instant::now();
             let response = crate::serve::handle(&state, &request).await;
-            crate::serve::log_access(request.method(), request.uri().path(), &response, started);
+            let (status, bytes) = crate::serve::log_access(
+                request.method(),
+                request.uri().path(),
+                &response,
+                started,
+            );
+            let service = response
+                .extensions()
+                .get::<ServedFrom>()
+                .map_or("-", |s| s.service.as_str());
+            metrics.record_request(service, status, bytes);
             response
         }
     };
-    let public_task = tokio::spawn(listener::run(
-        public_listener,
-        handler,
-        options,
-        shutdown.clone(),
-    ));
+    let admin = admin_state.clone();
+    let admin_handler = move |request: http::Request<hyper::body::Incoming>, peer: SocketAddr| {
+        crate::admin::handle(admin.clone(), request, peer)
+    };
+    let admin_options = ListenOptions {
+        // Uploads are few; keep the admin port from being starved by, or
+        // starving, the public one.
+        max_connections: 64,
+        ..options
+    };
+    let watch = Watch {
+        layout: layout.clone(),
+        registry: registry.clone(),
+        config: shared_config,
+        events: admin_state.events.clone(),
+    };
+    let tasks = vec![
+        tokio::spawn(listener::run(
+            public_listener,
+            public_handler,
+            options,
+            shutdown.clone(),
+        )),
+        tokio::spawn(listener::run(
+            admin_listener,
+            admin_handler,
+            admin_options,
+            shutdown.clone(),
+        )),
+        tokio::spawn(watch.run(config.watch, shutdown.clone())),
+    ];
 
     tracing::info!(
         public = %format!("http://{public_addr}"),
-        root = %config.root.display(),
+        admin = %format!("http://{admin_addr}"),
+        root = %layout.root().display(),
+        admin_auth = admin_state.auth.enabled(),
         "listening"
+    );
+    admin_state.events.emit(
+        "project.server.started",
+        serde_json::json!({"public": public_addr.to_string(), "admin": admin_addr.to_string(), "services": report.served.len()}),
     );
     if report.served.is_empty() {
         tracing::info!(
-            "no site is deployed yet under {root}. Deploy a first one with:\n    project-http deploy --admin http://{admin} --service web ./dist\n  then open http://{public}/s/web/",
-            root = config.root.display(),
-            admin = config.admin_listen,
-            public = public_addr,
+            "no site is deployed yet under {root}. Deploy a first one with:\n    project-http deploy --admin http://{admin_addr} --service web ./dist\n  then open http://{public_addr}/s/web/",
+            root = layout.root().display(),
         );
     }
     Ok(Running {
         public_addr,
+        admin_addr,
         registry,
         public: public_state,
+        admin: admin_state,
         layout,
         shutdown,
-        tasks: vec![public_task],
+        tasks,
     })
 }
 

@@ -57,6 +57,7 @@ pub struct Config {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub drain_timeout: Duration,
+    pub upload_idle_timeout: Duration,
     pub host_suffix: Option<String>,
     pub cache_control_html: String,
     pub cache_control_assets: String,
@@ -82,6 +83,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             drain_timeout: Duration::from_secs(10),
+            upload_idle_timeout: Duration::from_secs(30),
             host_suffix: None,
             cache_control_html: "no-cache".to_string(),
             cache_control_assets: "public, max-age=300".to_string(),
@@ -123,6 +125,7 @@ struct FileConfig {
     header_read_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
     drain_timeout_secs: Option<u64>,
+    upload_idle_timeout_secs: Option<u64>,
     host_suffix: Option<String>,
     cache_control_html: Option<String>,
     cache_control_assets: Option<String>,
@@ -175,6 +178,9 @@ impl Config {
         }
         if let Some(secs) = file.drain_timeout_secs {
             config.drain_timeout = Duration::from_secs(secs);
+        }
+        if let Some(secs) = file.upload_idle_timeout_secs {
+            config.upload_idle_timeout = Duration::from_secs(secs.max(1));
         }
         config.host_suffix = file.host_suffix.filter(|s| !s.is_empty());
         config.services = file.services;

@@ -4,9 +4,11 @@
 //! registry) → serve (public HTTP). [`app`] wires them together for the
 //! `serve` command; `main.rs` only parses the command line.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod logging;
 pub mod serve;
 pub mod site;
 pub mod store;
+pub mod watch;

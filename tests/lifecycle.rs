@@ -43,12 +43,24 @@ fn flips_under_load_give_only_whole_single_version_bodies() {
     let options = IndexOptions::from_config(&config);
     let builds: Vec<Arc<Deployment>> = ["d1", "d2"]
         .iter()
-        .map(|id| Arc::new(Deployment::build("web", id, &root.path().join("web").join(id), options).unwrap()))
+        .map(|id| {
+            Arc::new(
+                Deployment::build("web", id, &root.path().join("web").join(id), options).unwrap(),
+            )
+        })
         .collect();
     let etags: Vec<(String, String)> = builds
         .iter()
         .map(|d| {
-            let tag = |p: &str| d.file(p).unwrap().identity.etag.to_str().unwrap().to_string();
+            let tag = |p: &str| {
+                d.file(p)
+                    .unwrap()
+                    .identity
+                    .etag
+                    .to_str()
+                    .unwrap()
+                    .to_string()
+            };
             (tag("index.html"), tag("big.bin"))
         })
         .collect();
@@ -61,15 +73,27 @@ fn flips_under_load_give_only_whole_single_version_bodies() {
             std::thread::spawn(move || {
                 let mut requests = 0;
                 while !stop.load(Ordering::Relaxed) || requests < 10 {
-                    let (path, len) = if n % 2 == 0 { ("/s/web/", SMALL) } else { ("/s/web/big.bin", LARGE) };
+                    let (path, len) = if n % 2 == 0 {
+                        ("/s/web/", SMALL)
+                    } else {
+                        ("/s/web/big.bin", LARGE)
+                    };
                     let r = get(addr, path, &[]);
                     assert_eq!(r.status, 200);
                     assert_eq!(r.body.len(), len, "whole body");
                     let first = r.body[0];
                     assert!(r.body.iter().all(|b| *b == first), "mixed body");
                     let version = usize::from(first == b'B');
-                    let expected = if n % 2 == 0 { &etags[version].0 } else { &etags[version].1 };
-                    assert_eq!(r.header("etag"), Some(expected.as_str()), "ETag of the version sent");
+                    let expected = if n % 2 == 0 {
+                        &etags[version].0
+                    } else {
+                        &etags[version].1
+                    };
+                    assert_eq!(
+                        r.header("etag"),
+                        Some(expected.as_str()),
+                        "ETag of the version sent"
+                    );
                     seen[version].fetch_add(1, Ordering::Relaxed);
                     requests += 1;
                 }
@@ -85,9 +109,15 @@ fn flips_under_load_give_only_whole_single_version_bodies() {
         std::thread::sleep(Duration::from_millis(2));
     }
     stop.store(true, Ordering::Relaxed);
-    let total: usize = clients.into_iter().map(|c| c.join().expect("client thread")).sum();
+    let total: usize = clients
+        .into_iter()
+        .map(|c| c.join().expect("client thread"))
+        .sum();
     assert!(total >= 40);
-    assert!(seen[0].load(Ordering::Relaxed) > 0 && seen[1].load(Ordering::Relaxed) > 0, "both versions served");
+    assert!(
+        seen[0].load(Ordering::Relaxed) > 0 && seen[1].load(Ordering::Relaxed) > 0,
+        "both versions served"
+    );
     runtime.block_on(running.stop());
 }
 
@@ -102,12 +132,19 @@ fn sighup_rescans_root_and_rereads_config() {
     std::fs::write(&config, "cache_control_assets = \"public, max-age=60\"\n").unwrap();
     let server = Server::start(root.path(), &["--config", config.to_str().unwrap()]);
     assert_eq!(server.get("/s/web/").text(), "one");
-    assert_eq!(server.get("/s/web/a.css").header("cache-control"), Some("public, max-age=60"));
+    assert_eq!(
+        server.get("/s/web/a.css").header("cache-control"),
+        Some("public, max-age=60")
+    );
 
     root.flip("web", "d2");
     root.deployment("new", "n1", &[("index.html", b"new service")]);
     root.flip("new", "n1");
-    std::fs::write(&config, "cache_control_assets = \"public, max-age=31536000, immutable\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "cache_control_assets = \"public, max-age=31536000, immutable\"\n",
+    )
+    .unwrap();
     server.signal(libc::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.get("/s/new/").status != 200 && Instant::now() < deadline {
@@ -163,7 +200,9 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
 }
 
 fn get_fails(addr: std::net::SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect(addr) else { return true };
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return true;
+    };
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut buf = [0u8; 64];
@@ -179,7 +218,11 @@ fn slow_clients_are_cut_off_and_the_connection_limit_holds() {
     root.deployment("web", "d1", &[("index.html", b"hello")]);
     root.flip("web", "d1");
     let config = root.path().join("c.toml");
-    std::fs::write(&config, "header_read_timeout_secs = 1\nmax_connections = 2\n").unwrap();
+    std::fs::write(
+        &config,
+        "header_read_timeout_secs = 1\nmax_connections = 2\n",
+    )
+    .unwrap();
     let server = Server::start(root.path(), &["--config", config.to_str().unwrap()]);
 
     // Two slowloris clients take both slots.
@@ -196,11 +239,18 @@ fn slow_clients_are_cut_off_and_the_connection_limit_holds() {
     waiting
         .write_all(b"GET /s/web/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
-    waiting.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut buf = [0u8; 1];
-    assert!(waiting.read(&mut buf).is_err(), "answered beyond the connection limit");
+    assert!(
+        waiting.read(&mut buf).is_err(),
+        "answered beyond the connection limit"
+    );
     // ...and is answered once the header timeout has cut the slow ones off.
-    waiting.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut data = Vec::new();
     waiting.read_to_end(&mut data).unwrap();
     let (response, _) = parse_response(&data, false).expect("response after slots freed");

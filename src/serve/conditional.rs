@@ -75,7 +75,11 @@ fn matches_weak(value: &str, etag: &str) -> bool {
 
 /// A list header's values; several header lines are one list (RFC 9110 §5.3).
 fn header_list(headers: &HeaderMap, name: http::header::HeaderName) -> Option<String> {
-    let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).peekable();
+    let mut values = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .peekable();
     values.peek()?;
     Some(values.collect::<Vec<_>>().join(", "))
 }

@@ -283,8 +283,14 @@ fn text_response(status: StatusCode, text: &str, head: bool) -> Response<Body> {
     finish(builder, body)
 }
 
-/// Writes the access-log line of a finished request (target `access`, stdout).
-pub fn log_access(method: &Method, path: &str, response: &Response<Body>, started: Instant) {
+/// Writes the access-log line of a finished request (target `access`,
+/// stdout); returns the status and body bytes it logged.
+pub fn log_access(
+    method: &Method,
+    path: &str,
+    response: &Response<Body>,
+    started: Instant,
+) -> (u16, u64) {
     let status = response.status().as_u16();
     let bytes: u64 = if *method == Method::HEAD {
         0
@@ -302,4 +308,5 @@ pub fn log_access(method: &Method, path: &str, response: &Response<Body>, starte
         None => ("-", "-"),
     };
     tracing::info!(target: "access", method = %method, path, status, bytes, duration_us, service, deployment);
+    (status, bytes)
 }

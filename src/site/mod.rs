@@ -48,8 +48,11 @@ pub struct ScanReport {
     pub served: Vec<(String, String)>,
     /// Services with a directory but no `current` yet.
     pub empty: Vec<String>,
-    /// Services skipped because their current deployment could not be loaded.
+    /// Services skipped because their current deployment could not be loaded
+    /// (the caller logs them; the watcher only when the set changes).
     pub broken: Vec<(String, String)>,
+    /// (service, deployment id) newly published by this scan.
+    pub changed: Vec<(String, String)>,
 }
 
 /// Scans the root and makes the registry match the disk: every service's
@@ -90,8 +93,19 @@ pub fn scan(
         }
         match load_current(layout, service, options) {
             Ok(Some(deployment)) => {
+                // `current` may have moved again while the index was built
+                // (a flip by this process or another): publish only what
+                // is still current; the next scan picks up the rest.
+                if layout.read_current(service).ok().flatten().as_deref()
+                    != Some(deployment.id.as_str())
+                {
+                    continue;
+                }
                 log_skipped(&deployment);
                 report.served.push((service.clone(), deployment.id.clone()));
+                report
+                    .changed
+                    .push((service.clone(), deployment.id.clone()));
                 registry.publish(Arc::new(deployment));
             }
             Ok(None) => {
@@ -100,7 +114,6 @@ pub fn scan(
             }
             Err(e) => {
                 let message = format!("{e:#}");
-                tracing::error!(service, error = %message, "service skipped: its current deployment cannot be loaded");
                 // Keep serving what was loaded before, if anything: a broken
                 // link on disk must not take a working site down.
                 report.broken.push((service.clone(), message));

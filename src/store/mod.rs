@@ -12,12 +12,40 @@
 //! reads a name from a client or from the disk checks it with
 //! [`is_valid_name`] before joining it to a path.
 
+pub mod deployments;
+pub mod flip;
+pub mod ingest;
+pub mod lock;
 pub mod meta;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+
+/// Errors of operations on deployments that the admin API maps to statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("disk full: {0}")]
+    DiskFull(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl StoreError {
+    pub fn status(&self) -> u16 {
+        match self {
+            StoreError::NotFound(_) => 404,
+            StoreError::Conflict(_) => 409,
+            StoreError::DiskFull(_) => 507,
+            StoreError::Other(_) => 500,
+        }
+    }
+}
 
 /// The name of the symlink that says which deployment is live.
 pub const CURRENT: &str = "current";
@@ -158,6 +186,29 @@ impl Layout {
         }
         Ok(removed)
     }
+}
+
+/// Bytes on disk under `dir`, each inode counted once (hard links shared
+/// between deployments are not counted twice).
+pub fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
+                total += meta.blocks() * 512;
+            }
+        }
+    }
+    total
 }
 
 #[cfg(test)]

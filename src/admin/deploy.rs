@@ -1,0 +1,503 @@
+//! Admin operations: upload, activate, rollback, delete, list.
+//!
+//! An upload streams the request body through a bounded channel into a
+//! blocking extractor (so memory stays flat whatever the upload size),
+//! then, under the service lock: commit the directory, build its index,
+//! flip `current`, publish the index, prune. A failure at any step before
+//! the flip leaves the served deployment untouched and nothing on disk.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::{error_and_close, error_response, json_response, status, AdminState};
+use crate::serve::body::Body;
+use crate::site::{self, Deployment, IndexOptions};
+use crate::store::deployments::{self, Committed};
+use crate::store::ingest::{self, IngestError, LimitExceeded, Limits};
+use crate::store::{self, flip, StoreError};
+
+/// Upload chunks in flight between the socket and the extractor.
+const CHANNEL_CHUNKS: usize = 8;
+
+pub async fn list_services(state: &AdminState) -> Response<Body> {
+    let layout = state.layout.clone();
+    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<serde_json::Value>> {
+        let mut services = Vec::new();
+        for name in layout.services()? {
+            let current = layout.read_current(&name).ok().flatten();
+            services.push(json!({ "name": name, "current": current }));
+        }
+        Ok(services)
+    })
+    .await;
+    match result {
+        Ok(Ok(services)) => json_response(StatusCode::OK, &json!({ "services": services })),
+        Ok(Err(e)) => internal(&e),
+        Err(e) => internal(&anyhow::anyhow!("{e}")),
+    }
+}
+
+pub async fn history(state: &AdminState, service: &str) -> Response<Body> {
+    let (layout, name) = (state.layout.clone(), service.to_string());
+    let result = tokio::task::spawn_blocking(move || {
+        if !layout.service_dir(&name).is_dir() {
+            return Ok(None);
+        }
+        let current = layout.read_current(&name).ok().flatten();
+        deployments::list(&layout, &name).map(|list| Some((current, list)))
+    })
+    .await;
+    match result {
+        Ok(Ok(Some((current, list)))) => json_response(
+            StatusCode::OK,
+            &json!({ "service": service, "current": current, "deployments": list }),
+        ),
+        Ok(Ok(None)) => error_response(StatusCode::NOT_FOUND, &format!("no service {service}")),
+        Ok(Err(e)) => internal(&e),
+        Err(e) => internal(&anyhow::anyhow!("{e}")),
+    }
+}
+
+fn internal(error: &anyhow::Error) -> Response<Body> {
+    tracing::error!(error = format!("{error:#}"), "admin operation failed");
+    error_response(StatusCode::INTERNAL_SERVER_ERROR, &format!("{error:#}"))
+}
+
+fn store_error(error: StoreError) -> Response<Body> {
+    if let StoreError::Other(e) = &error {
+        return internal(e);
+    }
+    error_response(status(error.status()), &error.to_string())
+}
+
+/// Query parameters of an upload.
+struct UploadOptions {
+    id: Option<String>,
+    activate: bool,
+    require_index: bool,
+}
+
+fn parse_upload_query(query: Option<&str>) -> Result<UploadOptions, String> {
+    let mut options = UploadOptions {
+        id: None,
+        activate: true,
+        require_index: true,
+    };
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let flag = || match value {
+            "true" | "1" | "" => Ok(true),
+            "false" | "0" => Ok(false),
+            other => Err(format!("{key}={other}: expected true or false")),
+        };
+        match key {
+            "id" if store::is_valid_name(value) && value != store::CURRENT => {
+                options.id = Some(value.to_string())
+            }
+            "id" => {
+                return Err(format!(
+                    "invalid deployment id {value:?}: use 1-64 of A-Z a-z 0-9 _ -"
+                ))
+            }
+            "activate" => options.activate = flag()?,
+            "require_index" => options.require_index = flag()?,
+            other => {
+                return Err(format!(
+                    "unknown query parameter {other:?} (known: id, activate, require_index)"
+                ))
+            }
+        }
+    }
+    Ok(options)
+}
+
+/// `POST /services/{service}/deployments`
+pub async fn upload(
+    state: &Arc<AdminState>,
+    service: &str,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let options = match parse_upload_query(request.uri().query()) {
+        Ok(options) => options,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
+    };
+    let config = state.config.load_full();
+    let limits = Limits {
+        max_upload_bytes: config.max_upload_bytes,
+        max_files: config.max_files,
+        require_index: options.require_index,
+    };
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limits.max_upload_bytes) {
+        state.metrics.record_failure(service);
+        return failed(
+            state,
+            service,
+            IngestError::TooLarge(format!(
+                "upload of {} bytes is over max_upload_bytes = {}",
+                declared.unwrap_or(0),
+                limits.max_upload_bytes
+            )),
+        );
+    }
+    let started = Instant::now();
+    let layout = state.layout.clone();
+    let name = service.to_string();
+    let upload_dir = match tokio::task::spawn_blocking(move || {
+        deployments::new_upload_dir(&layout, &name)
+    })
+    .await
+    {
+        Ok(Ok(dir)) => dir,
+        Ok(Err(e)) => return internal(&e),
+        Err(e) => return internal(&anyhow::anyhow!("{e}")),
+    };
+
+    // Socket → channel (async) → extractor (blocking thread).
+    let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
+    let idle = config.upload_idle_timeout;
+    let pump = tokio::spawn(pump_body(
+        request.into_body(),
+        sender,
+        limits.max_upload_bytes,
+        idle,
+    ));
+    let dir = upload_dir.clone();
+    let extracted = tokio::task::spawn_blocking(move || {
+        let reader = ChannelReader {
+            receiver,
+            current: Bytes::new(),
+        };
+        ingest::extract(reader, &dir, &limits)
+    })
+    .await
+    .unwrap_or_else(|e| Err(IngestError::Io(format!("extractor panicked: {e}"))));
+    pump.abort();
+    let extracted = match extracted {
+        Ok(extracted) => extracted,
+        Err(error) => {
+            remove_dir(upload_dir).await;
+            state.metrics.record_failure(service);
+            return failed(state, service, error);
+        }
+    };
+
+    // From here on, one deploy of this service at a time (across processes too).
+    let guard = match state.locks.lock(&state.layout, service).await {
+        Ok(guard) => guard,
+        Err(e) => {
+            remove_dir(upload_dir).await;
+            return internal(&e);
+        }
+    };
+    let (layout, name, requested, ex) = (
+        state.layout.clone(),
+        service.to_string(),
+        options.id.clone(),
+        extracted.clone(),
+    );
+    let dir = upload_dir.clone();
+    let committed = tokio::task::spawn_blocking(move || {
+        deployments::commit(&layout, &name, &dir, &ex, requested.as_deref(), "upload")
+    })
+    .await
+    .unwrap_or_else(|e| Err(StoreError::Other(anyhow::anyhow!("commit panicked: {e}"))));
+    let (id, outcome) = match committed {
+        Ok(done) => done,
+        Err(error) => {
+            remove_dir(upload_dir).await;
+            state.metrics.record_failure(service);
+            state.events.emit(
+                "deployment.failed",
+                json!({"service": service, "error": error.to_string()}),
+            );
+            return store_error(error);
+        }
+    };
+    if outcome == Committed::Created {
+        state.events.emit(
+            "deployment.deployed",
+            json!({"service": service, "id": id, "files": extracted.files, "bytes": extracted.bytes,
+                   "elapsedMs": started.elapsed().as_millis() as u64}),
+        );
+    }
+    let mut active = false;
+    if options.activate {
+        if let Err(response) = activate_locked(state, service, &id, "deployment.activated").await {
+            return response;
+        }
+        active = true;
+    } else {
+        active |= state.registry.get(service).is_some_and(|d| d.id == id);
+    }
+    state.metrics.record_deploy(service);
+    prune_locked(state, service, config.keep).await;
+    drop(guard);
+    let code = match outcome {
+        Committed::Created => StatusCode::CREATED,
+        Committed::Existing => StatusCode::OK,
+    };
+    json_response(
+        code,
+        &json!({"service": service, "id": id, "files": extracted.files, "bytes": extracted.bytes, "active": active}),
+    )
+}
+
+fn failed(state: &AdminState, service: &str, error: IngestError) -> Response<Body> {
+    state.events.emit(
+        "deployment.failed",
+        json!({"service": service, "error": error.to_string()}),
+    );
+    let code = status(error.status());
+    if code == StatusCode::PAYLOAD_TOO_LARGE || code == StatusCode::BAD_REQUEST {
+        // The rest of the body is not read: close instead of draining it.
+        error_and_close(code, &error.to_string())
+    } else {
+        error_response(code, &error.to_string())
+    }
+}
+
+async fn remove_dir(dir: std::path::PathBuf) {
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::error!(path = %dir.display(), error = %e, "cannot remove failed upload");
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads the request body frame by frame into the channel; stops at the
+/// size limit, on a stalled client, or when the extractor has given up.
+async fn pump_body(
+    mut body: Incoming,
+    sender: mpsc::Sender<io::Result<Bytes>>,
+    limit: u64,
+    idle: Duration,
+) {
+    let mut total: u64 = 0;
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                let _ = sender
+                    .send(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "upload stalled: no data within the idle timeout",
+                    )))
+                    .await;
+                return;
+            }
+            Ok(None) => return,
+            Ok(Some(Err(e))) => {
+                let _ = sender
+                    .send(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("upload interrupted: {e}"),
+                    )))
+                    .await;
+                return;
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len() as u64;
+        if total > limit {
+            let _ = sender
+                .send(Err(io::Error::other(LimitExceeded(format!(
+                    "upload is larger than max_upload_bytes = {limit}"
+                )))))
+                .await;
+            return;
+        }
+        if sender.send(Ok(data)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The blocking side of the channel, as `std::io::Read`.
+struct ChannelReader {
+    receiver: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.receiver.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(bytes)) => self.current = bytes,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Ok(n)
+    }
+}
+
+/// Builds the index of `id`, flips `current` to it, publishes it. The
+/// caller holds the service lock. Returns the previous current id.
+async fn activate_locked(
+    state: &AdminState,
+    service: &str,
+    id: &str,
+    event: &str,
+) -> Result<Option<String>, Response<Body>> {
+    let options = IndexOptions::from_config(&state.config.load());
+    let (layout, name, target) = (state.layout.clone(), service.to_string(), id.to_string());
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(
+        move || -> Result<(Deployment, Option<String>), StoreError> {
+            let dir = layout.deployment_dir(&name, &target);
+            if !dir.is_dir() {
+                return Err(StoreError::NotFound(format!(
+                    "service {name} has no deployment {target}"
+                )));
+            }
+            let previous = layout.read_current(&name).ok().flatten();
+            let deployment = Deployment::build(&name, &target, &dir, options).map_err(|e| {
+                StoreError::Other(
+                    anyhow::Error::new(e).context(format!("cannot index {}", dir.display())),
+                )
+            })?;
+            flip::flip_current(&layout, &name, &target)?;
+            Ok((deployment, previous))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        Err(StoreError::Other(anyhow::anyhow!(
+            "activation panicked: {e}"
+        )))
+    });
+    let (deployment, previous) = result.map_err(store_error)?;
+    site::log_skipped(&deployment);
+    state.registry.publish(Arc::new(deployment));
+    state.metrics.record_activation(service);
+    state.events.emit(
+        event,
+        json!({"service": service, "current": id, "previous": previous,
+               "elapsedMs": started.elapsed().as_millis() as u64}),
+    );
+    Ok(previous)
+}
+
+async fn prune_locked(state: &AdminState, service: &str, keep: usize) {
+    let (layout, name) = (state.layout.clone(), service.to_string());
+    match tokio::task::spawn_blocking(move || deployments::prune(&layout, &name, keep)).await {
+        Ok(Ok(removed)) => {
+            if !removed.is_empty() {
+                state.metrics.record_prunes(service, removed.len() as u64);
+                state.events.emit(
+                    "deployment.retain.pruned",
+                    json!({"service": service, "removed": removed, "keep": keep}),
+                );
+            }
+        }
+        Ok(Err(e)) => tracing::error!(service, error = format!("{e:#}"), "retention failed"),
+        Err(e) => tracing::error!(service, error = %e, "retention panicked"),
+    }
+}
+
+/// `POST /services/{service}/activate`
+pub async fn activate(state: &AdminState, service: &str, id: &str, event: &str) -> Response<Body> {
+    if !store::is_valid_name(id) || id == store::CURRENT {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid deployment id {id:?}"),
+        );
+    }
+    let _guard = match state.locks.lock(&state.layout, service).await {
+        Ok(guard) => guard,
+        Err(e) => return internal(&e),
+    };
+    match activate_locked(state, service, id, event).await {
+        Ok(previous) => json_response(
+            StatusCode::OK,
+            &json!({"service": service, "current": id, "previous": previous}),
+        ),
+        Err(response) => response,
+    }
+}
+
+/// `POST /services/{service}/rollback`: to the deployment created before the current one.
+pub async fn rollback(state: &AdminState, service: &str) -> Response<Body> {
+    let _guard = match state.locks.lock(&state.layout, service).await {
+        Ok(guard) => guard,
+        Err(e) => return internal(&e),
+    };
+    let (layout, name) = (state.layout.clone(), service.to_string());
+    let list = match tokio::task::spawn_blocking(move || deployments::list(&layout, &name)).await {
+        Ok(Ok(list)) => list,
+        Ok(Err(e)) => return internal(&e),
+        Err(e) => return internal(&anyhow::anyhow!("{e}")),
+    };
+    let Some(position) = list.iter().position(|d| d.active) else {
+        return error_response(
+            StatusCode::CONFLICT,
+            &format!("service {service} has no active deployment to roll back from"),
+        );
+    };
+    let Some(older) = list.get(position + 1) else {
+        return error_response(
+            StatusCode::CONFLICT,
+            &format!(
+                "service {service} has no deployment older than {}",
+                list[position].id
+            ),
+        );
+    };
+    match activate_locked(state, service, &older.id, "deployment.rollback").await {
+        Ok(previous) => json_response(
+            StatusCode::OK,
+            &json!({"service": service, "current": older.id, "previous": previous}),
+        ),
+        Err(response) => response,
+    }
+}
+
+/// `DELETE /services/{service}/deployments/{id}`
+pub async fn delete(state: &AdminState, service: &str, id: &str) -> Response<Body> {
+    if !store::is_valid_name(id) || id == store::CURRENT {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid deployment id {id:?}"),
+        );
+    }
+    let _guard = match state.locks.lock(&state.layout, service).await {
+        Ok(guard) => guard,
+        Err(e) => return internal(&e),
+    };
+    let (layout, name, target) = (state.layout.clone(), service.to_string(), id.to_string());
+    match tokio::task::spawn_blocking(move || deployments::delete(&layout, &name, &target)).await {
+        Ok(Ok(())) => {
+            state.events.emit(
+                "deployment.retain.pruned",
+                json!({"service": service, "removed": [id], "reason": "deleted"}),
+            );
+            Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(crate::serve::body::empty())
+                .unwrap_or_else(|_| Response::new(crate::serve::body::empty()))
+        }
+        Ok(Err(e)) => store_error(e),
+        Err(e) => internal(&anyhow::anyhow!("{e}")),
+    }
+}

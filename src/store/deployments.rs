@@ -1,0 +1,226 @@
+//! A service's deployments on disk: listing, committing an upload,
+//! retention and deletion. The caller holds the service lock for anything
+//! that changes the directory.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::flip::{fsync_dir, sync_filesystem, unique_suffix};
+use super::ingest::Extracted;
+use super::meta::{self, DeploymentMeta};
+use super::{is_valid_name, Layout, StoreError, TMP_SUFFIX};
+
+/// One deployment as the admin API lists it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentInfo {
+    pub id: String,
+    pub created_at: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub active: bool,
+    #[serde(skip)]
+    pub digest: Option<String>,
+}
+
+/// Every deployment of `service`, newest first (by `createdAt`, then id).
+pub fn list(layout: &Layout, service: &str) -> Result<Vec<DeploymentInfo>> {
+    let dir = layout.service_dir(service);
+    let current = layout.read_current(service).ok().flatten();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut all = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let Ok(id) = entry.file_name().into_string() else {
+            continue;
+        };
+        if !is_valid_name(&id)
+            || id == super::CURRENT
+            || !entry.file_type().map(|t| t.is_dir()).unwrap_or(false)
+        {
+            continue;
+        }
+        let path = entry.path();
+        let info = match DeploymentMeta::read(&path).ok().flatten() {
+            Some(m) => DeploymentInfo {
+                created_at: m.created_at,
+                files: m.files,
+                bytes: m.bytes,
+                digest: Some(m.digest),
+                active: false,
+                id: id.clone(),
+            },
+            None => {
+                // Made by hand (seed runbook): count what is there.
+                let (files, bytes) = count_tree(&path);
+                let modified = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(UNIX_EPOCH);
+                DeploymentInfo {
+                    created_at: rfc3339(modified),
+                    files,
+                    bytes,
+                    digest: None,
+                    active: false,
+                    id: id.clone(),
+                }
+            }
+        };
+        all.push(DeploymentInfo {
+            active: current.as_deref() == Some(id.as_str()),
+            ..info
+        });
+    }
+    all.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| b.id.cmp(&a.id))
+    });
+    Ok(all)
+}
+
+/// RFC 3339 with nanoseconds: fixed width, so it sorts as text.
+pub fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_nanos(time).to_string()
+}
+
+fn count_tree(dir: &Path) -> (u64, u64) {
+    let mut files = 0;
+    let mut bytes = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => {
+                    files += 1;
+                    bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+                _ => {}
+            }
+        }
+    }
+    (files, bytes)
+}
+
+/// Creates a fresh `<service>/upload-<unique>.tmp` directory for an upload.
+pub fn new_upload_dir(layout: &Layout, service: &str) -> Result<PathBuf> {
+    let service_dir = layout.service_dir(service);
+    std::fs::create_dir_all(&service_dir)
+        .with_context(|| format!("cannot create {}", service_dir.display()))?;
+    let dir = service_dir.join(format!("upload-{}{TMP_SUFFIX}", unique_suffix()));
+    std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Whether a commit made a new deployment or found the same content already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    Created,
+    Existing,
+}
+
+/// Turns a fully extracted upload directory into `<service>/<id>`:
+/// writes the metadata and manifest, flushes the filesystem, renames.
+/// Same content as an existing deployment of that id → `Existing` (the
+/// upload directory is removed); other content under that id → conflict.
+pub fn commit(
+    layout: &Layout,
+    service: &str,
+    upload_dir: &Path,
+    extracted: &Extracted,
+    requested_id: Option<&str>,
+    source: &str,
+) -> Result<(String, Committed), StoreError> {
+    let id = requested_id.map_or_else(|| extracted.digest[..12].to_string(), str::to_string);
+    let target = layout.deployment_dir(service, &id);
+    if target.exists() {
+        let existing = DeploymentMeta::read(&target).ok().flatten();
+        return if existing.is_some_and(|m| m.digest == extracted.digest) {
+            let _ = std::fs::remove_dir_all(upload_dir);
+            Ok((id, Committed::Existing))
+        } else {
+            Err(StoreError::Conflict(format!(
+                "deployment id {id} is already used by other content"
+            )))
+        };
+    }
+    let write = || -> std::io::Result<()> {
+        let manifest = std::fs::File::create(upload_dir.join(meta::MANIFEST_FILE))?;
+        meta::write_manifest(std::io::BufWriter::new(manifest), &extracted.manifest)?;
+        let info = DeploymentMeta {
+            id: id.clone(),
+            created_at: rfc3339(SystemTime::now()),
+            files: extracted.files,
+            bytes: extracted.bytes,
+            digest: extracted.digest.clone(),
+            source: source.to_string(),
+        };
+        let json = serde_json::to_vec_pretty(&info).map_err(std::io::Error::other)?;
+        std::fs::write(upload_dir.join(meta::META_FILE), json)?;
+        sync_filesystem(upload_dir)?;
+        std::fs::rename(upload_dir, &target)
+    };
+    write().map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => StoreError::DiskFull(e.to_string()),
+        _ => StoreError::Other(
+            anyhow::Error::new(e).context(format!("cannot commit deployment {id}")),
+        ),
+    })?;
+    fsync_dir(&layout.service_dir(service)).map_err(StoreError::Other)?;
+    Ok((id, Committed::Created))
+}
+
+/// Removes one deployment directory: renamed to a `.tmp` name first (so a
+/// crash mid-removal leaves something startup cleans), then deleted.
+fn remove(layout: &Layout, service: &str, id: &str) -> Result<()> {
+    let dir = layout.deployment_dir(service, id);
+    let doomed = layout
+        .service_dir(service)
+        .join(format!("{id}-deleted-{}{TMP_SUFFIX}", unique_suffix()));
+    std::fs::rename(&dir, &doomed)
+        .with_context(|| format!("cannot move {} aside", dir.display()))?;
+    std::fs::remove_dir_all(&doomed).with_context(|| format!("cannot remove {}", doomed.display()))
+}
+
+/// Keeps the newest `keep` deployments and the active one; removes the rest.
+pub fn prune(layout: &Layout, service: &str, keep: usize) -> Result<Vec<String>> {
+    let all = list(layout, service)?;
+    let mut removed = Vec::new();
+    for info in all.iter().skip(keep) {
+        if info.active {
+            continue;
+        }
+        remove(layout, service, &info.id)?;
+        removed.push(info.id.clone());
+    }
+    Ok(removed)
+}
+
+/// Deletes an inactive deployment.
+pub fn delete(layout: &Layout, service: &str, id: &str) -> Result<(), StoreError> {
+    let all = list(layout, service).map_err(StoreError::Other)?;
+    match all.iter().find(|d| d.id == id) {
+        None => Err(StoreError::NotFound(format!(
+            "service {service} has no deployment {id}"
+        ))),
+        Some(d) if d.active => Err(StoreError::Conflict(format!(
+            "deployment {id} is active; activate another one first"
+        ))),
+        Some(_) => remove(layout, service, id).map_err(StoreError::Other),
+    }
+}

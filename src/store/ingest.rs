@@ -1,0 +1,741 @@
+//! Streaming tar ingest: an upload becomes a directory tree, or nothing.
+//!
+//! The upload is read once, as a stream, and never held in memory: the format
+//! is detected from magic bytes (gzip, zstd or plain tar), every entry is
+//! validated before anything is written, each file is hashed while it is
+//! written, and totals are capped as they grow so a decompression bomb stops
+//! early. Entries are iterated one by one with the `tar` crate (never
+//! `unpack`), so the rules are ours:
+//!
+//! * only regular files, directories, and links that stay inside the upload;
+//! * every path component a normal name (no `/`-rooted paths, no `..`, no
+//!   control characters or backslashes); a leading `./` is fine;
+//! * files are created with create-new + `O_NOFOLLOW` (a later entry can't
+//!   write through an earlier symlink), mode 0644, directories 0755, owners
+//!   never restored.
+//!
+//! The caller owns the destination directory and removes it on any error.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use tar::EntryType;
+
+use super::meta::{MANIFEST_FILE, META_FILE};
+
+/// Limits on one upload.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes of the (possibly compressed) upload, and of the extracted files.
+    pub max_upload_bytes: u64,
+    pub max_files: u64,
+    pub require_index: bool,
+}
+
+/// Why an upload was refused; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    NotTar(String),
+    #[error("{0}")]
+    Truncated(String),
+    #[error("disk full while writing the upload: {0}")]
+    DiskFull(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl IngestError {
+    pub fn status(&self) -> u16 {
+        match self {
+            IngestError::Rejected(_) => 422,
+            IngestError::TooLarge(_) => 413,
+            IngestError::NotTar(_) => 415,
+            IngestError::Truncated(_) => 400,
+            IngestError::DiskFull(_) => 507,
+            IngestError::Io(_) => 500,
+        }
+    }
+
+    /// Maps an I/O error met while reading or writing, recognising the
+    /// limit and truncation errors the readers below raise.
+    pub fn from_io(error: io::Error, context: &str) -> IngestError {
+        if let Some(inner) = error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<LimitExceeded>())
+        {
+            return IngestError::TooLarge(inner.0.clone());
+        }
+        match error.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+                return IngestError::DiskFull(format!("{context}: {error}"))
+            }
+            _ => {}
+        }
+        match error.kind() {
+            io::ErrorKind::UnexpectedEof => {
+                IngestError::Truncated(format!("upload is truncated ({context})"))
+            }
+            io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::Other => {
+                IngestError::Truncated(format!(
+                    "upload is not a valid archive ({context}): {error}"
+                ))
+            }
+            _ => IngestError::Io(format!("{context}: {error}")),
+        }
+    }
+}
+
+/// The payload of an `io::Error` raised when a limit is crossed mid-stream.
+#[derive(Debug)]
+pub struct LimitExceeded(pub String);
+
+impl std::fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LimitExceeded {}
+
+/// What an upload contained.
+#[derive(Debug, Clone)]
+pub struct Extracted {
+    pub files: u64,
+    pub bytes: u64,
+    /// SHA-256 over the sorted manifest; its first 12 hex digits are the default id.
+    pub digest: String,
+    /// (path, sha256) of every regular file, sorted by path.
+    pub manifest: Vec<(String, String)>,
+}
+
+/// Reads an upload (tar, tar.gz or tar.zst) from `reader` into `dest`, an
+/// empty directory the caller created.
+pub fn extract(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Extracted, IngestError> {
+    let (prefix, rest) = peek(reader, 4)?;
+    let source = io::Cursor::new(prefix.clone()).chain(rest);
+    let decoded: Box<dyn Read> = if prefix.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(source))
+    } else if prefix.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(
+            zstd::stream::read::Decoder::new(source)
+                .map_err(|e| IngestError::from_io(e, "zstd"))?,
+        )
+    } else {
+        Box::new(source)
+    };
+    // Cap what comes out of the decompressor too: a small gzip bomb stops
+    // at the limit instead of filling the disk.
+    let limited = Limited {
+        inner: decoded,
+        remaining: limits.max_upload_bytes.saturating_add(64 * 1024),
+        what: "extracted archive",
+    };
+    let (header, rest) = peek(limited, 512)?;
+    if !looks_like_tar(&header) {
+        return Err(IngestError::NotTar(
+            "upload is not a tar archive (plain, gzip- or zstd-compressed)".to_string(),
+        ));
+    }
+    let mut archive = tar::Archive::new(io::Cursor::new(header).chain(rest));
+    let mut state = State {
+        dest,
+        limits,
+        files: 0,
+        entries: 0,
+        bytes: 0,
+        digests: HashMap::new(),
+        links: Vec::new(),
+    };
+    let entries = archive
+        .entries()
+        .map_err(|e| IngestError::from_io(e, "reading tar"))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| IngestError::from_io(e, "reading tar entry"))?;
+        state.add(entry)?;
+    }
+    state.finish()
+}
+
+/// Reads up to `n` bytes to look at, returning them and the reader.
+fn peek<R: Read>(mut reader: R, n: usize) -> Result<(Vec<u8>, R), IngestError> {
+    let mut prefix = vec![0u8; n];
+    let mut filled = 0;
+    while filled < n {
+        match reader.read(&mut prefix[filled..]) {
+            Ok(0) => break,
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(IngestError::from_io(e, "reading upload")),
+        }
+    }
+    prefix.truncate(filled);
+    Ok((prefix, reader))
+}
+
+/// A POSIX/GNU tar header: `ustar` magic, or at least a valid checksum.
+fn looks_like_tar(block: &[u8]) -> bool {
+    if block.len() < 512 {
+        return false;
+    }
+    if &block[257..262] == b"ustar" {
+        return true;
+    }
+    let stored = std::str::from_utf8(&block[148..156])
+        .ok()
+        .map(|s| s.trim_matches(|c: char| c == '\0' || c == ' '))
+        .and_then(|s| u32::from_str_radix(s, 8).ok());
+    let computed: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    stored == Some(computed) && block.iter().any(|b| *b != 0)
+}
+
+/// Fails with [`LimitExceeded`] once more than `remaining` bytes were read.
+pub struct Limited<R> {
+    pub inner: R,
+    pub remaining: u64,
+    pub what: &'static str,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.remaining {
+            return Err(io::Error::other(LimitExceeded(format!(
+                "{} is larger than max_upload_bytes",
+                self.what
+            ))));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+struct State<'a> {
+    dest: &'a Path,
+    limits: &'a Limits,
+    files: u64,
+    entries: u64,
+    bytes: u64,
+    /// path → sha256 of regular files written so far (hard links resolve here).
+    digests: HashMap<String, String>,
+    /// Symlinks as (path, target): part of the digest, not of the manifest.
+    links: Vec<(String, String)>,
+}
+
+impl State<'_> {
+    fn add<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), IngestError> {
+        self.entries += 1;
+        if self.entries > self.limits.max_files.saturating_mul(2).saturating_add(16) {
+            return Err(IngestError::TooLarge(format!(
+                "upload has more than {} entries",
+                self.limits.max_files
+            )));
+        }
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
+        ) {
+            return Ok(());
+        }
+        let raw_path = entry.path_bytes().into_owned();
+        let components = normal_components(&raw_path)?;
+        let rel = components.join("/");
+        if rel.is_empty() {
+            if kind == EntryType::Directory {
+                return Ok(()); // "./" itself
+            }
+            return Err(IngestError::Rejected(format!(
+                "entry {:?} has an empty path",
+                lossy(&raw_path)
+            )));
+        }
+        if components.len() == 1 && (rel == META_FILE || rel == MANIFEST_FILE) {
+            // Ours to write; an upload of a downloaded deployment may carry old copies.
+            return Ok(());
+        }
+        let path = self.dest.join(&rel);
+        match kind {
+            EntryType::Directory => self.make_dirs(&components),
+            EntryType::Regular | EntryType::Continuous => {
+                self.count_file(&rel)?;
+                self.make_dirs(&components[..components.len() - 1])?;
+                let digest = self.write_file(&mut entry, &path, &rel)?;
+                self.digests.insert(rel, digest);
+                Ok(())
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| IngestError::Rejected(format!("symlink {rel} has no target")))?
+                    .into_owned();
+                let target = symlink_target_inside(&components, &target)
+                    .ok_or_else(|| IngestError::Rejected(format!("symlink {rel} points outside the deployment")))?;
+                self.count_file(&rel)?;
+                self.make_dirs(&components[..components.len() - 1])?;
+                symlink(&target, &path).map_err(|e| self.write_error(e, &rel))?;
+                self.links.push((rel, target));
+                Ok(())
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| IngestError::Rejected(format!("hard link {rel} has no target")))?
+                    .into_owned();
+                let target_components = normal_components(&target)
+                    .map_err(|_| IngestError::Rejected(format!("hard link {rel} points outside the deployment")))?;
+                let target_rel = target_components.join("/");
+                let Some(digest) = self.digests.get(&target_rel).cloned() else {
+                    return Err(IngestError::Rejected(format!(
+                        "hard link {rel} points at {target_rel}, which is not a file earlier in this upload"
+                    )));
+                };
+                self.count_file(&rel)?;
+                self.make_dirs(&components[..components.len() - 1])?;
+                fs::hard_link(self.dest.join(&target_rel), &path).map_err(|e| self.write_error(e, &rel))?;
+                let size = fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
+                self.add_bytes(size)?;
+                self.digests.insert(rel, digest);
+                Ok(())
+            }
+            other => Err(IngestError::Rejected(format!(
+                "entry {rel} is a {}; only files, directories and links inside the upload are allowed",
+                describe(other)
+            ))),
+        }
+    }
+
+    fn count_file(&mut self, rel: &str) -> Result<(), IngestError> {
+        self.files += 1;
+        if self.files > self.limits.max_files {
+            return Err(IngestError::TooLarge(format!(
+                "upload has more than max_files = {} files (at {rel})",
+                self.limits.max_files
+            )));
+        }
+        Ok(())
+    }
+
+    fn add_bytes(&mut self, n: u64) -> Result<(), IngestError> {
+        self.bytes = self.bytes.saturating_add(n);
+        if self.bytes > self.limits.max_upload_bytes {
+            return Err(IngestError::TooLarge(format!(
+                "extracted files exceed max_upload_bytes = {}",
+                self.limits.max_upload_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates each missing directory of `components`; an existing component
+    /// must be a real directory (never a symlink or a file).
+    fn make_dirs(&self, components: &[String]) -> Result<(), IngestError> {
+        let mut path = self.dest.to_path_buf();
+        for component in components {
+            path.push(component);
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(_) => {
+                    return Err(IngestError::Rejected(format!(
+                        "{} is used both as a directory and as a file or link",
+                        path.strip_prefix(self.dest).unwrap_or(&path).display()
+                    )))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.write_error(e, component)),
+            }
+            fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&path)
+                .map_err(|e| self.write_error(e, component))?;
+        }
+        Ok(())
+    }
+
+    fn write_file(
+        &mut self,
+        entry: &mut impl Read,
+        path: &Path,
+        rel: &str,
+    ) -> Result<String, IngestError> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    IngestError::Rejected(format!("entry {rel} appears twice in the upload"))
+                } else {
+                    self.write_error(e, rel)
+                }
+            })?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match entry.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(IngestError::from_io(e, &format!("reading {rel}"))),
+            };
+            self.add_bytes(n as u64)?;
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n])
+                .map_err(|e| self.write_error(e, rel))?;
+        }
+        Ok(hex::encode(hasher.finalize()))
+    }
+
+    fn write_error(&self, error: io::Error, rel: &str) -> IngestError {
+        IngestError::from_io(error, &format!("writing {rel}"))
+    }
+
+    fn finish(self) -> Result<Extracted, IngestError> {
+        if self.limits.require_index
+            && !self.digests.contains_key("index.html")
+            && !self.links.iter().any(|(p, _)| p == "index.html")
+        {
+            return Err(IngestError::Rejected(
+                "upload has no top-level index.html (send require_index=false to allow that)"
+                    .to_string(),
+            ));
+        }
+        let mut manifest: Vec<(String, String)> = self.digests.into_iter().collect();
+        manifest.sort();
+        let mut links = self.links;
+        links.sort();
+        let mut hasher = Sha256::new();
+        for (path, digest) in &manifest {
+            hasher.update(format!("{digest}  {path}\n"));
+        }
+        for (path, target) in &links {
+            hasher.update(format!("symlink:{target}  {path}\n"));
+        }
+        Ok(Extracted {
+            files: self.files,
+            bytes: self.bytes,
+            digest: hex::encode(hasher.finalize()),
+            manifest,
+        })
+    }
+}
+
+/// Splits an archive path into normal components, dropping `.` and empty
+/// ones; refuses absolute paths, `..`, and names with NUL, control
+/// characters or backslashes, or that are not UTF-8.
+pub fn normal_components(raw: &[u8]) -> Result<Vec<String>, IngestError> {
+    let text = std::str::from_utf8(raw).map_err(|_| {
+        IngestError::Rejected(format!(
+            "entry {:?} has a name that is not UTF-8",
+            lossy(raw)
+        ))
+    })?;
+    if text.starts_with('/') {
+        return Err(IngestError::Rejected(format!(
+            "entry {text:?} has an absolute path"
+        )));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_control() || *c == '\\') {
+        return Err(IngestError::Rejected(format!(
+            "entry {text:?} contains a forbidden character {c:?}"
+        )));
+    }
+    let mut components = Vec::new();
+    for part in text.split('/') {
+        match part {
+            "" | "." => continue,
+            ".." => return Err(IngestError::Rejected(format!("entry {text:?} contains .."))),
+            name if name.len() > 255 => {
+                return Err(IngestError::Rejected(format!(
+                    "entry {text:?} has a name over 255 bytes"
+                )))
+            }
+            name => components.push(name.to_string()),
+        }
+    }
+    Ok(components)
+}
+
+/// A symlink at `link` (components) with `target`: the target as written if
+/// it is relative and, resolved lexically from the link's directory, stays
+/// inside the deployment; `None` otherwise.
+fn symlink_target_inside(link: &[String], target: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(target).ok()?;
+    if text.is_empty() || text.starts_with('/') || text.chars().any(|c| c.is_control() || c == '\\')
+    {
+        return None;
+    }
+    let mut resolved: Vec<&str> = link[..link.len() - 1].iter().map(String::as_str).collect();
+    for part in text.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                resolved.pop()?;
+            }
+            name => resolved.push(name),
+        }
+    }
+    (!resolved.is_empty()).then(|| text.to_string())
+}
+
+fn describe(kind: EntryType) -> &'static str {
+    match kind {
+        EntryType::Char => "character device",
+        EntryType::Block => "block device",
+        EntryType::Fifo => "FIFO",
+        EntryType::GNUSparse => "sparse file",
+        _ => "special entry",
+    }
+}
+
+fn lossy(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_upload_bytes: 1 << 20,
+        max_files: 100,
+        require_index: true,
+    };
+
+    /// Builds a tar by hand so hostile entries can be made exactly.
+    fn tar_of(entries: &[(&str, EntryType, &[u8], &str)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, kind, data, link) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_size(data.len() as u64);
+            header.set_mode(0o7777);
+            header.set_uid(12345);
+            {
+                let bytes = header.as_old_mut();
+                let name = path.as_bytes();
+                bytes.name[..name.len()].copy_from_slice(name);
+                let l = link.as_bytes();
+                bytes.linkname[..l.len()].copy_from_slice(l);
+            }
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn run(tar: &[u8]) -> (tempfile::TempDir, Result<Extracted, IngestError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("up.tmp");
+        fs::create_dir(&dest).unwrap();
+        let result = extract(tar, &dest, &LIMITS);
+        (dir, result)
+    }
+
+    #[test]
+    fn extracts_files_dirs_and_inside_links() {
+        let tar = tar_of(&[
+            ("./", EntryType::Directory, b"", ""),
+            ("./index.html", EntryType::Regular, b"<h1>x</h1>", ""),
+            ("assets/", EntryType::Directory, b"", ""),
+            ("assets/app.js", EntryType::Regular, b"js", ""),
+            ("assets/alias.js", EntryType::Symlink, b"", "app.js"),
+            ("copy.js", EntryType::Link, b"", "assets/app.js"),
+        ]);
+        let (dir, result) = run(&tar);
+        let extracted = result.unwrap();
+        let dest = dir.path().join("up.tmp");
+        assert_eq!(extracted.files, 4);
+        assert_eq!(fs::read(dest.join("assets/app.js")).unwrap(), b"js");
+        assert_eq!(fs::read(dest.join("copy.js")).unwrap(), b"js");
+        assert_eq!(
+            fs::read_link(dest.join("assets/alias.js")).unwrap(),
+            Path::new("app.js")
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dest.join("index.html"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode, 0o644, "mode from the archive is not restored");
+        let paths: Vec<_> = extracted.manifest.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["assets/app.js", "copy.js", "index.html"]);
+        assert_eq!(extracted.digest.len(), 64);
+    }
+
+    #[test]
+    fn same_content_same_digest_whatever_the_order_or_compression() {
+        let a = tar_of(&[
+            ("index.html", EntryType::Regular, b"i", ""),
+            ("b", EntryType::Regular, b"b", ""),
+        ]);
+        let b = tar_of(&[
+            ("./b", EntryType::Regular, b"b", ""),
+            ("./index.html", EntryType::Regular, b"i", ""),
+        ]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&a).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = zstd::encode_all(&a[..], 1).unwrap();
+        let digests: Vec<String> = [&a, &b, &gz, &zst]
+            .iter()
+            .map(|t| run(t).1.unwrap().digest)
+            .collect();
+        assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+        let c = tar_of(&[("index.html", EntryType::Regular, b"j", "")]);
+        assert_ne!(run(&c).1.unwrap().digest, digests[0]);
+    }
+
+    #[test]
+    fn hostile_entries_are_rejected() {
+        let index = ("index.html", EntryType::Regular, &b"x"[..], "");
+        let cases: Vec<(Vec<(&str, EntryType, &[u8], &str)>, u16)> = vec![
+            (
+                vec![index, ("/etc/evil", EntryType::Regular, b"x", "")],
+                422,
+            ),
+            (
+                vec![index, ("a/../../evil", EntryType::Regular, b"x", "")],
+                422,
+            ),
+            (vec![index, ("../evil", EntryType::Regular, b"x", "")], 422),
+            (
+                vec![index, ("link", EntryType::Symlink, b"", "/etc/passwd")],
+                422,
+            ),
+            (
+                vec![index, ("link", EntryType::Symlink, b"", "../outside")],
+                422,
+            ),
+            (
+                vec![index, ("a/link", EntryType::Symlink, b"", "../../outside")],
+                422,
+            ),
+            (
+                vec![index, ("hard", EntryType::Link, b"", "/etc/passwd")],
+                422,
+            ),
+            (vec![index, ("hard", EntryType::Link, b"", "../x")], 422),
+            (vec![index, ("dev", EntryType::Char, b"", "")], 422),
+            (vec![index, ("blk", EntryType::Block, b"", "")], 422),
+            (vec![index, ("fifo", EntryType::Fifo, b"", "")], 422),
+            (
+                vec![index, ("bad\u{1}name", EntryType::Regular, b"x", "")],
+                422,
+            ),
+            (
+                vec![index, ("bad\\name", EntryType::Regular, b"x", "")],
+                422,
+            ),
+            (
+                vec![
+                    index,
+                    ("twice", EntryType::Regular, b"x", ""),
+                    ("twice", EntryType::Regular, b"y", ""),
+                ],
+                422,
+            ),
+            // Writing through a symlink planted by an earlier entry.
+            (
+                vec![
+                    index,
+                    ("sub/", EntryType::Directory, b"", ""),
+                    ("d", EntryType::Symlink, b"", "sub"),
+                    ("d/x", EntryType::Regular, b"x", ""),
+                ],
+                422,
+            ),
+            (vec![("other.html", EntryType::Regular, b"x", "")], 422),
+        ];
+        for (entries, status) in cases {
+            let tar = tar_of(&entries);
+            let (_dir, result) = run(&tar);
+            let err = result.expect_err(&format!(
+                "{:?} accepted",
+                entries.iter().map(|e| e.0).collect::<Vec<_>>()
+            ));
+            assert_eq!(err.status(), status, "{err}");
+        }
+    }
+
+    #[test]
+    fn not_a_tar_truncated_and_limits() {
+        assert_eq!(
+            run(b"hello, this is not a tarball at all")
+                .1
+                .unwrap_err()
+                .status(),
+            415
+        );
+        assert_eq!(run(b"").1.unwrap_err().status(), 415);
+        assert_eq!(run(&[0u8; 2048]).1.unwrap_err().status(), 415);
+        let tar = tar_of(&[("index.html", EntryType::Regular, &[7u8; 5000], "")]);
+        assert_eq!(
+            run(&tar[..3000]).1.unwrap_err().status(),
+            400,
+            "cut inside file data"
+        );
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&tar).unwrap();
+            e.finish().unwrap()
+        };
+        assert_eq!(run(&gz[..gz.len() / 2]).1.unwrap_err().status(), 400);
+
+        let many: Vec<String> = (0..101).map(|i| format!("f{i}")).collect();
+        let mut entries: Vec<(&str, EntryType, &[u8], &str)> =
+            vec![("index.html", EntryType::Regular, b"x", "")];
+        entries.extend(
+            many.iter()
+                .map(|n| (n.as_str(), EntryType::Regular, &b"x"[..], "")),
+        );
+        assert_eq!(run(&tar_of(&entries)).1.unwrap_err().status(), 413);
+
+        // A gzip bomb: 64 MiB of zeros compresses to ~64 KiB; the 1 MiB cap stops it.
+        let big = vec![0u8; 64 << 20];
+        let bomb_tar = tar_of(&[("index.html", EntryType::Regular, &big, "")]);
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&bomb_tar).unwrap();
+        let bomb = e.finish().unwrap();
+        assert!(bomb.len() < 1 << 20);
+        assert_eq!(run(&bomb).1.unwrap_err().status(), 413);
+    }
+
+    #[test]
+    fn symlink_targets() {
+        let link = |p: &str| p.split('/').map(str::to_string).collect::<Vec<_>>();
+        assert!(symlink_target_inside(&link("a/b"), b"c").is_some());
+        assert!(symlink_target_inside(&link("a/b"), b"../c").is_some());
+        assert!(symlink_target_inside(&link("a/b"), b"../../c").is_none());
+        assert!(symlink_target_inside(&link("b"), b"..").is_none());
+        assert!(
+            symlink_target_inside(&link("a/b"), b"..").is_none(),
+            "the deployment root itself"
+        );
+        assert!(symlink_target_inside(&link("b"), b"/etc").is_none());
+    }
+}

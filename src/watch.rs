@@ -1,0 +1,163 @@
+//! Noticing flips made outside this process: an operator running the seed
+//! runbook's `ln -s` + `mv -T`, another replica on a shared volume, the
+//! migration. Any change to a `current` link (or a service directory
+//! appearing or going) triggers a rescan of the root, which rebuilds only
+//! the services whose `current` changed. Picked up within 1 s.
+//!
+//! `notify` (inotify) watches the root and each service directory, not
+//! recursively: writes inside deployments never wake it. `watch = "poll"`
+//! (or a filesystem without inotify) reads every `current` twice a second.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use notify::{RecursiveMode, Watcher};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::events::Events;
+use crate::config::{Config, WatchMode};
+use crate::site::{self, Registry};
+use crate::store::Layout;
+
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Events arriving together (a rename is two) are handled by one rescan.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+pub struct Watch {
+    pub layout: Layout,
+    pub registry: Arc<Registry>,
+    pub config: Arc<ArcSwap<Config>>,
+    pub events: Events,
+}
+
+impl Watch {
+    /// Runs until `shutdown`; never fails (falls back to polling).
+    pub async fn run(self, mode: WatchMode, shutdown: CancellationToken) {
+        match mode {
+            WatchMode::Off => {}
+            WatchMode::Poll => self.poll(shutdown).await,
+            WatchMode::Notify => {
+                let (sender, receiver) = mpsc::channel(1);
+                let root = self.layout.root().to_path_buf();
+                let callback = move |event: notify::Result<notify::Event>| {
+                    if let Ok(event) = event {
+                        if event.paths.iter().any(|p| is_interesting(&root, p)) {
+                            let _ = sender.try_send(());
+                        }
+                    }
+                };
+                match notify::recommended_watcher(callback) {
+                    Ok(watcher) => self.notify(watcher, receiver, shutdown).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "inotify unavailable: polling for external flips instead");
+                        self.poll(shutdown).await
+                    }
+                }
+            }
+        }
+    }
+
+    async fn poll(&self, shutdown: CancellationToken) {
+        tracing::info!(
+            interval_ms = POLL_INTERVAL.as_millis() as u64,
+            "watching for external flips by polling"
+        );
+        let mut broken = HashSet::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            self.rescan(&mut broken).await;
+        }
+    }
+
+    async fn notify(
+        &self,
+        mut watcher: notify::RecommendedWatcher,
+        mut receiver: mpsc::Receiver<()>,
+        shutdown: CancellationToken,
+    ) {
+        let mut watched: HashSet<PathBuf> = HashSet::new();
+        if let Err(e) = watcher.watch(self.layout.root(), RecursiveMode::NonRecursive) {
+            tracing::warn!(error = %e, "cannot watch the root: polling for external flips instead");
+            return self.poll(shutdown).await;
+        }
+        self.watch_services(&mut watcher, &mut watched);
+        tracing::info!("watching for external flips with inotify");
+        let mut broken = HashSet::new();
+        loop {
+            tokio::select! {
+                message = receiver.recv() => if message.is_none() { return },
+                _ = shutdown.cancelled() => return,
+            }
+            tokio::time::sleep(DEBOUNCE).await;
+            while receiver.try_recv().is_ok() {}
+            self.watch_services(&mut watcher, &mut watched);
+            self.rescan(&mut broken).await;
+        }
+    }
+
+    /// Adds a watch for every service directory not yet watched.
+    fn watch_services(
+        &self,
+        watcher: &mut notify::RecommendedWatcher,
+        watched: &mut HashSet<PathBuf>,
+    ) {
+        watched.retain(|dir| dir.is_dir());
+        for service in self.layout.services().unwrap_or_default() {
+            let dir = self.layout.service_dir(&service);
+            if !watched.contains(&dir) {
+                match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                    Ok(()) => {
+                        watched.insert(dir);
+                    }
+                    Err(e) => tracing::warn!(service, error = %e, "cannot watch service directory"),
+                }
+            }
+        }
+    }
+
+    async fn rescan(&self, broken: &mut HashSet<String>) {
+        let (layout, registry, config) = (
+            self.layout.clone(),
+            self.registry.clone(),
+            self.config.load_full(),
+        );
+        let report =
+            tokio::task::spawn_blocking(move || site::scan(&layout, &registry, &config, false))
+                .await;
+        let report = match report {
+            Ok(Ok(report)) => report,
+            Ok(Err(e)) => {
+                return tracing::warn!(error = format!("{e:#}"), "rescan after a change failed")
+            }
+            Err(e) => return tracing::error!(error = %e, "rescan panicked"),
+        };
+        for (service, id) in &report.changed {
+            tracing::info!(service, deployment = id, "external flip picked up");
+            self.events.emit(
+                "deployment.activated",
+                json!({"service": service, "current": id, "source": "external"}),
+            );
+        }
+        let now: HashSet<String> = report.broken.iter().map(|(s, _)| s.clone()).collect();
+        for (service, error) in &report.broken {
+            if !broken.contains(service) {
+                tracing::error!(service, error, "service's current deployment cannot be loaded; still serving what was loaded before");
+            }
+        }
+        *broken = now;
+    }
+}
+
+/// A path whose change may mean a flip: a `current` link, or an entry of
+/// the root itself (a service appearing or going).
+fn is_interesting(root: &Path, path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == crate::store::CURRENT) || path.parent() == Some(root)
+}
