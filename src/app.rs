@@ -188,6 +188,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         registry: registry.clone(),
         config: shared_config,
         events: admin_state.events.clone(),
+        locks: admin_state.locks.clone(),
     };
     let tasks = vec![
         tokio::spawn(listener::run(

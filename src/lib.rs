@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod logging;
 pub mod serve;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use project_http::client::{string_field, AdminClient, DeployRequest};
 use project_http::config::{Config, LogFormat, Overrides};
 
 #[derive(Parser)]
@@ -22,6 +23,81 @@ struct Cli {
 enum Command {
     /// Serve the current deployment of every service under the root.
     Serve(ServeArgs),
+    /// Upload a directory or a .tar/.tar.gz/.tar.zst as a new deployment; prints its id.
+    Deploy(DeployArgs),
+    /// Flip a service back to the deployment created before its current one.
+    Rollback(ServiceArgs),
+    /// Flip a service to one of its retained deployments.
+    Activate(ActivateArgs),
+    /// List services, or one service's deployments.
+    List(ListArgs),
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// Admin API base URL.
+    #[arg(
+        long,
+        env = "PROJECT_HTTP_ADMIN_URL",
+        default_value = "http://127.0.0.1:9080"
+    )]
+    admin: String,
+    /// Admin Bearer token.
+    #[arg(long, env = "PROJECT_HTTP_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Args)]
+struct DeployArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Service name (1-64 of A-Z a-z 0-9 _ -).
+    #[arg(long)]
+    service: String,
+    /// Deployment id [default: first 12 hex of the content digest]
+    #[arg(long)]
+    id: Option<String>,
+    /// Upload without making it current.
+    #[arg(long)]
+    no_activate: bool,
+    /// Accept an upload without a top-level index.html.
+    #[arg(long)]
+    no_require_index: bool,
+    /// Never show a progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+    /// A directory (tarred on the fly) or a .tar / .tar.gz / .tar.zst file.
+    path: PathBuf,
+}
+
+#[derive(Args)]
+struct ServiceArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    #[arg(long)]
+    service: String,
+}
+
+#[derive(Args)]
+struct ActivateArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    #[arg(long)]
+    service: String,
+    /// The deployment id to make current.
+    id: String,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Show this service's deployments instead of all services.
+    #[arg(long)]
+    service: Option<String>,
+    /// Print the admin API's JSON as is.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -53,7 +129,101 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => run_serve(args),
+        Command::Deploy(args) => report(deploy(args)),
+        Command::Rollback(args) => report(flip_result(client(&args.admin).rollback(&args.service))),
+        Command::Activate(args) => report(flip_result(
+            client(&args.admin).activate(&args.service, &args.id),
+        )),
+        Command::List(args) => report(list(args)),
     }
+}
+
+fn client(args: &AdminArgs) -> AdminClient {
+    AdminClient::new(&args.admin, args.token.clone())
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let answer = client(&args.admin).deploy(&DeployRequest {
+        service: &args.service,
+        source: &args.path,
+        id: args.id.as_deref(),
+        activate: !args.no_activate,
+        require_index: !args.no_require_index,
+        progress: !args.quiet,
+    })?;
+    let id = string_field(&answer, "id")?;
+    eprintln!(
+        "deployed {} as {id}: {} files, {} bytes{}",
+        args.service,
+        answer["files"],
+        answer["bytes"],
+        if answer["active"] == true {
+            ", active"
+        } else {
+            ", not active"
+        }
+    );
+    println!("{id}");
+    Ok(())
+}
+
+fn flip_result(result: anyhow::Result<serde_json::Value>) -> anyhow::Result<()> {
+    let answer = result?;
+    let current = string_field(&answer, "current")?;
+    let previous = answer["previous"].as_str().unwrap_or("-");
+    println!(
+        "{}: {previous} -> {current}",
+        answer["service"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+fn list(args: ListArgs) -> anyhow::Result<()> {
+    let client = client(&args.admin);
+    let answer = match &args.service {
+        Some(service) => client.deployments(service)?,
+        None => client.services()?,
+    };
+    if args.json {
+        println!("{answer}");
+        return Ok(());
+    }
+    match &args.service {
+        None => {
+            println!("{:<24} CURRENT", "SERVICE");
+            for service in answer["services"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {}",
+                    service["name"].as_str().unwrap_or("?"),
+                    service["current"].as_str().unwrap_or("-")
+                );
+            }
+        }
+        Some(_) => {
+            println!(
+                "{:<2} {:<20} {:<32} {:>8} {:>14}",
+                "", "ID", "CREATED", "FILES", "BYTES"
+            );
+            for d in answer["deployments"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<2} {:<20} {:<32} {:>8} {:>14}",
+                    if d["active"] == true { "*" } else { "" },
+                    d["id"].as_str().unwrap_or("?"),
+                    d["createdAt"].as_str().unwrap_or("?"),
+                    d["files"].as_u64().unwrap_or(0),
+                    d["bytes"].as_u64().unwrap_or(0)
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {

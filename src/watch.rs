@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::events::Events;
 use crate::config::{Config, WatchMode};
-use crate::site::{self, Registry};
+use crate::site::{self, IndexOptions, Refresh, Registry};
+use crate::store::lock::ServiceLocks;
 use crate::store::Layout;
 
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -33,6 +34,7 @@ pub struct Watch {
     pub registry: Arc<Registry>,
     pub config: Arc<ArcSwap<Config>>,
     pub events: Events,
+    pub locks: Arc<ServiceLocks>,
 }
 
 impl Watch {
@@ -123,36 +125,50 @@ impl Watch {
         }
     }
 
+    /// Refreshes every service, each under its local lock so it cannot
+    /// interleave with a flip this process is making.
     async fn rescan(&self, broken: &mut HashSet<String>) {
-        let (layout, registry, config) = (
-            self.layout.clone(),
-            self.registry.clone(),
-            self.config.load_full(),
-        );
-        let report =
-            tokio::task::spawn_blocking(move || site::scan(&layout, &registry, &config, false))
-                .await;
-        let report = match report {
-            Ok(Ok(report)) => report,
-            Ok(Err(e)) => {
-                return tracing::warn!(error = format!("{e:#}"), "rescan after a change failed")
-            }
-            Err(e) => return tracing::error!(error = %e, "rescan panicked"),
+        let layout = self.layout.clone();
+        let services = match tokio::task::spawn_blocking(move || layout.services()).await {
+            Ok(Ok(services)) => services,
+            Ok(Err(e)) => return tracing::warn!(error = format!("{e:#}"), "cannot list services"),
+            Err(e) => return tracing::error!(error = %e, "listing services panicked"),
         };
-        for (service, id) in &report.changed {
-            tracing::info!(service, deployment = id, "external flip picked up");
-            self.events.emit(
-                "deployment.activated",
-                json!({"service": service, "current": id, "source": "external"}),
-            );
-        }
-        let now: HashSet<String> = report.broken.iter().map(|(s, _)| s.clone()).collect();
-        for (service, error) in &report.broken {
-            if !broken.contains(service) {
-                tracing::error!(service, error, "service's current deployment cannot be loaded; still serving what was loaded before");
+        let options = IndexOptions::from_config(&self.config.load());
+        let mut now_broken = HashSet::new();
+        for service in &services {
+            let _guard = self.locks.local(service).await;
+            let (layout, registry, name) =
+                (self.layout.clone(), self.registry.clone(), service.clone());
+            let outcome = tokio::task::spawn_blocking(move || {
+                site::refresh(&layout, &registry, options, &name)
+            })
+            .await;
+            match outcome {
+                Ok(Refresh::Published(id)) => {
+                    tracing::info!(service, deployment = id, "external flip picked up");
+                    self.events.emit(
+                        "deployment.activated",
+                        json!({"service": service, "current": id, "source": "external"}),
+                    );
+                }
+                Ok(Refresh::Broken(error)) => {
+                    if !broken.contains(service) {
+                        tracing::error!(service, error, "current deployment cannot be loaded; still serving what was loaded before");
+                    }
+                    now_broken.insert(service.clone());
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(service, error = %e, "refresh panicked"),
             }
         }
-        *broken = now;
+        for (name, _) in self.registry.snapshot() {
+            if !services.contains(&name) {
+                self.registry.remove(&name);
+                tracing::info!(service = name, "service directory gone: no longer served");
+            }
+        }
+        *broken = now_broken;
     }
 }
 

@@ -84,40 +84,15 @@ pub fn scan(
                 }
             }
         }
-        let current = layout.read_current(service);
-        if let (Ok(Some(id)), Some(existing)) = (&current, registry.get(service)) {
-            if &existing.id == id {
+        match refresh(layout, registry, options, service) {
+            Refresh::Unchanged(id) => report.served.push((service.clone(), id)),
+            Refresh::Published(id) => {
                 report.served.push((service.clone(), id.clone()));
-                continue;
+                report.changed.push((service.clone(), id));
             }
-        }
-        match load_current(layout, service, options) {
-            Ok(Some(deployment)) => {
-                // `current` may have moved again while the index was built
-                // (a flip by this process or another): publish only what
-                // is still current; the next scan picks up the rest.
-                if layout.read_current(service).ok().flatten().as_deref()
-                    != Some(deployment.id.as_str())
-                {
-                    continue;
-                }
-                log_skipped(&deployment);
-                report.served.push((service.clone(), deployment.id.clone()));
-                report
-                    .changed
-                    .push((service.clone(), deployment.id.clone()));
-                registry.publish(Arc::new(deployment));
-            }
-            Ok(None) => {
-                registry.remove(service);
-                report.empty.push(service.clone());
-            }
-            Err(e) => {
-                let message = format!("{e:#}");
-                // Keep serving what was loaded before, if anything: a broken
-                // link on disk must not take a working site down.
-                report.broken.push((service.clone(), message));
-            }
+            Refresh::Empty => report.empty.push(service.clone()),
+            Refresh::Broken(message) => report.broken.push((service.clone(), message)),
+            Refresh::Moved => {}
         }
     }
     for (name, _) in registry.snapshot() {
@@ -126,6 +101,59 @@ pub fn scan(
         }
     }
     Ok(report)
+}
+
+/// What [`refresh`] did for one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refresh {
+    /// The registry already served the current deployment.
+    Unchanged(String),
+    /// A new index was built and published.
+    Published(String),
+    /// No `current` link: the service is not served.
+    Empty,
+    /// `current` cannot be loaded; whatever was served before still is.
+    Broken(String),
+    /// `current` moved again while indexing; nothing published (the next
+    /// refresh picks it up).
+    Moved,
+}
+
+/// Makes the registry serve what `<service>/current` names, rebuilding the
+/// index only when it changed. Callers that race with flips of this process
+/// hold the service's local lock.
+pub fn refresh(
+    layout: &Layout,
+    registry: &Registry,
+    options: IndexOptions,
+    service: &str,
+) -> Refresh {
+    let current = layout.read_current(service);
+    if let (Ok(Some(id)), Some(existing)) = (&current, registry.get(service)) {
+        if &existing.id == id {
+            return Refresh::Unchanged(id.clone());
+        }
+    }
+    match load_current(layout, service, options) {
+        Ok(Some(deployment)) => {
+            if layout.read_current(service).ok().flatten().as_deref()
+                != Some(deployment.id.as_str())
+            {
+                return Refresh::Moved;
+            }
+            log_skipped(&deployment);
+            let id = deployment.id.clone();
+            registry.publish(Arc::new(deployment));
+            Refresh::Published(id)
+        }
+        Ok(None) => {
+            registry.remove(service);
+            Refresh::Empty
+        }
+        // Keep serving what was loaded before, if anything: a broken link
+        // on disk must not take a working site down.
+        Err(e) => Refresh::Broken(format!("{e:#}")),
+    }
 }
 
 /// Logs what the index left out, once per load.

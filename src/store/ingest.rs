@@ -613,7 +613,8 @@ mod tests {
     #[test]
     fn hostile_entries_are_rejected() {
         let index = ("index.html", EntryType::Regular, &b"x"[..], "");
-        let cases: Vec<(Vec<(&str, EntryType, &[u8], &str)>, u16)> = vec![
+        type Entry<'a> = (&'a str, EntryType, &'a [u8], &'a str);
+        let cases: Vec<(Vec<Entry>, u16)> = vec![
             (
                 vec![index, ("/etc/evil", EntryType::Regular, b"x", "")],
                 422,

@@ -209,7 +209,9 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> Response {
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    stream.write_all(request).expect("write request");
+    // The server may answer and close before reading everything (an
+    // oversized upload): a failed write still leaves its answer to read.
+    let _ = stream.write_all(request);
     let mut data = Vec::new();
     let _ = stream.read_to_end(&mut data);
     parse_response(&data, request.starts_with(b"HEAD"))
@@ -271,4 +273,91 @@ pub fn parse_response(data: &[u8], head: bool) -> Option<(Response, usize)> {
         },
         body_start + len,
     ))
+}
+
+/// Sends a request with a body (Content-Length) and reads the answer.
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut text = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str("\r\n");
+    let mut request = text.into_bytes();
+    request.extend_from_slice(body);
+    raw(addr, &request)
+}
+
+/// A tar archive built in memory from (path, bytes) pairs.
+pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, path, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Entries of a directory, sorted (to check nothing was left behind).
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+impl Server {
+    /// The admin address from the "listening" line.
+    pub fn admin_addr(&self) -> SocketAddr {
+        let line = self
+            .stderr
+            .wait_for("listening", Duration::from_secs(1))
+            .expect("listening line");
+        field(&line, "admin")
+            .and_then(|url| url.strip_prefix("http://").map(str::to_string))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no admin address in {line:?}"))
+    }
+}
+
+/// A tar whose headers are written byte for byte, so hostile entries
+/// (absolute paths, `..`, links out, devices) can be made exactly.
+pub fn raw_tar(entries: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, kind, data, link) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(*kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        {
+            let bytes = header.as_old_mut();
+            bytes.name[..path.len()].copy_from_slice(path.as_bytes());
+            bytes.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        header.set_cksum();
+        builder.append(&header, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
 }

@@ -1,0 +1,276 @@
+//! The deployer's side of the admin API: `deploy`, `rollback`, `list`.
+//!
+//! `deploy` streams: a directory is tarred (and gzipped) on the fly into a
+//! pipe that the HTTP request reads from, a `.tar`/`.tar.gz`/`.tar.zst` file
+//! is sent as is. Nothing is buffered whole, on either side. Connection
+//! errors, 429 and 5xx answers are retried with exponential backoff (the
+//! source is re-read from the start each time).
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+/// Attempts at most, for retryable failures.
+const ATTEMPTS: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+pub struct AdminClient {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+/// What to deploy and how.
+pub struct DeployRequest<'a> {
+    pub service: &'a str,
+    pub source: &'a Path,
+    pub id: Option<&'a str>,
+    pub activate: bool,
+    pub require_index: bool,
+    /// Show a progress bar (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// A failure the server answered with.
+#[derive(Debug, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl AdminClient {
+    pub fn new(base: &str, token: Option<String>) -> AdminClient {
+        AdminClient {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.filter(|t| !t.is_empty()),
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(10))
+                .timeout_read(Duration::from_secs(300))
+                .build(),
+        }
+    }
+
+    fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let request = self.agent.request(method, &format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.set("Authorization", &format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
+    /// Runs `send` until it succeeds, fails for good, or attempts run out.
+    fn with_retries(
+        &self,
+        what: &str,
+        mut send: impl FnMut() -> Result<ureq::Response, Failure>,
+    ) -> Result<Value> {
+        let mut backoff = FIRST_BACKOFF;
+        for attempt in 1..=ATTEMPTS {
+            let last = attempt == ATTEMPTS;
+            let retryable = match send() {
+                Ok(response) => return parse_json(response),
+                Err(Failure::Local(e)) => return Err(e),
+                Err(Failure::Http(e)) => match *e {
+                    ureq::Error::Status(status, response) => {
+                        let error = api_error(status, response);
+                        // 507 (disk full) will not heal by retrying.
+                        let transient = status == 429 || (status >= 500 && status != 507);
+                        if !transient || last {
+                            return Err(anyhow!(error).context(format!("{what} failed")));
+                        }
+                        error.to_string()
+                    }
+                    ureq::Error::Transport(e) if last => {
+                        return Err(anyhow!("{e}")).context(format!(
+                            "{what} failed: cannot reach the admin API at {} (is `project-http serve` running, and is --admin right?)",
+                            self.base
+                        ));
+                    }
+                    ureq::Error::Transport(e) => e.to_string(),
+                },
+            };
+            eprintln!("{what}: attempt {attempt} failed ({retryable}); retrying in {backoff:?}");
+            std::thread::sleep(backoff);
+            backoff *= 2;
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    pub fn deploy(&self, request: &DeployRequest<'_>) -> Result<Value> {
+        let source = request.source;
+        let meta = std::fs::metadata(source)
+            .with_context(|| format!("cannot read {}", source.display()))?;
+        let mut query = Vec::new();
+        if let Some(id) = request.id {
+            query.push(format!("id={id}"));
+        }
+        if !request.activate {
+            query.push("activate=false".to_string());
+        }
+        if !request.require_index {
+            query.push("require_index=false".to_string());
+        }
+        let path = format!(
+            "/services/{}/deployments{}{}",
+            request.service,
+            if query.is_empty() { "" } else { "?" },
+            query.join("&")
+        );
+        let show_progress = request.progress && std::io::stderr().is_terminal();
+        let mut tar_errors: Vec<anyhow::Error> = Vec::new();
+        let result = self.with_retries("deploy", || {
+            let (reader, total, producer) = match open_source(source, meta.is_dir()) {
+                Ok(opened) => opened,
+                Err(e) => return Err(Failure::Local(e)),
+            };
+            let reader: Box<dyn Read + Send> = if show_progress {
+                let bar = indicatif::ProgressBar::new(total);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                Box::new(bar.wrap_read(reader))
+            } else {
+                reader
+            };
+            let mut http = self
+                .request("POST", &path)
+                .set("Content-Type", "application/x-tar");
+            if !meta.is_dir() {
+                http = http.set("Content-Length", &total.to_string());
+            }
+            let response = http.send(reader);
+            if let Some(producer) = producer {
+                if let Ok(Err(e)) = producer.join() {
+                    tar_errors.push(e);
+                }
+            }
+            Ok(response?)
+        });
+        if let Some(e) = tar_errors.pop() {
+            return Err(e.context(format!("cannot read {}", source.display())));
+        }
+        result
+    }
+
+    pub fn rollback(&self, service: &str) -> Result<Value> {
+        self.with_retries("rollback", || {
+            Ok(self
+                .request("POST", &format!("/services/{service}/rollback"))
+                .call()?)
+        })
+    }
+
+    pub fn activate(&self, service: &str, id: &str) -> Result<Value> {
+        self.with_retries("activate", || {
+            Ok(self
+                .request("POST", &format!("/services/{service}/activate"))
+                .set("Content-Type", "application/json")
+                .send_string(&serde_json::json!({ "id": id }).to_string())?)
+        })
+    }
+
+    pub fn services(&self) -> Result<Value> {
+        self.with_retries("list", || Ok(self.request("GET", "/services").call()?))
+    }
+
+    pub fn deployments(&self, service: &str) -> Result<Value> {
+        self.with_retries("list", || {
+            Ok(self
+                .request("GET", &format!("/services/{service}/deployments"))
+                .call()?)
+        })
+    }
+}
+
+/// Why one attempt failed: the server or the network (maybe retryable),
+/// or something on this side (never retried).
+enum Failure {
+    Http(Box<ureq::Error>),
+    Local(anyhow::Error),
+}
+
+impl From<ureq::Error> for Failure {
+    fn from(e: ureq::Error) -> Self {
+        Failure::Http(Box::new(e))
+    }
+}
+
+type Producer = std::thread::JoinHandle<Result<()>>;
+
+/// The bytes to upload: a file as is, or a directory tarred and gzipped on
+/// the fly by a thread writing into a pipe. Also returns the size (exact for
+/// a file, the files' total for a directory, for the progress bar).
+fn open_source(path: &Path, is_dir: bool) -> Result<(Box<dyn Read + Send>, u64, Option<Producer>)> {
+    if !is_dir {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let len = file.metadata()?.len();
+        return Ok((Box::new(file), len, None));
+    }
+    let total = tree_size(path);
+    let (reader, writer) = std::io::pipe().context("cannot create a pipe")?;
+    let dir: PathBuf = path.to_path_buf();
+    let producer = std::thread::spawn(move || -> Result<()> {
+        let encoder = flate2::write::GzEncoder::new(writer, flate2::Compression::fast());
+        let mut builder = tar::Builder::new(encoder);
+        builder.follow_symlinks(false);
+        builder.mode(tar::HeaderMode::Deterministic);
+        builder
+            .append_dir_all(".", &dir)
+            .with_context(|| format!("cannot tar {}", dir.display()))?;
+        builder.into_inner()?.finish()?;
+        Ok(())
+    });
+    Ok((Box::new(reader), total, Some(producer)))
+}
+
+fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+fn parse_json(response: ureq::Response) -> Result<Value> {
+    if response.status() == 204 {
+        return Ok(Value::Null);
+    }
+    let text = response.into_string().context("cannot read the answer")?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("the admin API answered something that is not JSON: {text:.200}"))
+}
+
+fn api_error(status: u16, response: ureq::Response) -> ApiError {
+    let text = response.into_string().unwrap_or_default();
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or(text);
+    ApiError { status, message }
+}
+
+/// Fails unless `value` has a string field `key`.
+pub fn string_field<'a>(value: &'a Value, key: &str) -> Result<&'a str> {
+    match value.get(key).and_then(Value::as_str) {
+        Some(s) => Ok(s),
+        None => bail!("the admin API answer has no {key:?}: {value}"),
+    }
+}
