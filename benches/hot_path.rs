@@ -64,6 +64,18 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("index_build");
     group.sample_size(10);
+    // As after an upload: digests come from the manifest, nothing is read.
+    let with_manifest = site(10_000);
+    let mut lines = Vec::new();
+    for i in 0..10_000 {
+        lines.push((format!("d{}/f{i}.js", i % 100), format!("{:064x}", i)));
+    }
+    lines.push(("index.html".to_string(), format!("{:064x}", 99_999)));
+    let manifest = std::fs::File::create(with_manifest.path().join(".deployer-manifest")).unwrap();
+    project_http::store::meta::write_manifest(manifest, &lines).unwrap();
+    group.bench_function("10k_files_manifest", |b| {
+        b.iter(|| Deployment::build("web", "d1", with_manifest.path(), options).unwrap())
+    });
     group.bench_function("10k_files_hashing", |b| {
         b.iter(|| Deployment::build("web", "d1", dir.path(), options).unwrap())
     });

@@ -78,7 +78,7 @@ impl Default for Config {
             admin_token: None,
             keep: 5,
             log_format: LogFormat::Text,
-            log_level: "info".to_string(),
+            log_level: "info,notify=warn".to_string(),
             access_log: true,
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,

@@ -47,6 +47,21 @@ fn site(version: &str) -> Vec<u8> {
     ])
 }
 
+/// Opens a connection and sends the head of an upload of `len` bytes; the
+/// caller writes (some of) the body.
+fn begin_upload(admin: SocketAddr, len: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(admin).unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /services/web/deployments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {len}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    stream
+}
+
 fn admin_get(admin: SocketAddr, path: &str) -> Response {
     common::get(admin, path, &[AUTH])
 }
@@ -427,10 +442,7 @@ fn oversized_upload_is_refused_without_reading_the_body() {
         &root.path().join("data"),
         &["--config", config.to_str().unwrap()],
     );
-    let mut stream = TcpStream::connect(admin).unwrap();
-    stream
-        .write_all(format!("POST /services/web/deployments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 10737418240\r\n\r\n").as_bytes())
-        .unwrap();
+    let mut stream = begin_upload(admin, 10 << 30);
     stream.write_all(&[0u8; 4096]).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -707,16 +719,7 @@ fn sigkill_mid_upload_restarts_clean() {
     assert_eq!(upload(admin, "web", "", &site("before")).status, 201);
     let big: Vec<u8> = (0..4_000_000u32).map(|i| (i % 249) as u8).collect();
     let body = tar_of(&[("index.html", b"after"), ("big.bin", &big)]);
-    let mut stream = TcpStream::connect(admin).unwrap();
-    stream
-        .write_all(
-            format!(
-                "POST /services/web/deployments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .unwrap();
+    let mut stream = begin_upload(admin, body.len());
     stream.write_all(&body[..body.len() / 2]).unwrap();
     // Wait until the upload directory exists and has data in it.
     let web = root.path().join("web");
@@ -871,4 +874,30 @@ fn deploy_client_directory_and_tarball() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("401"));
+}
+
+/// An upload that stops sending is aborted after the idle timeout: 408,
+/// nothing left behind, the current deployment untouched.
+#[test]
+fn stalled_upload_times_out_and_leaves_nothing() {
+    let root = Root::new();
+    let config = root.path().join("c.toml");
+    std::fs::write(&config, "upload_idle_timeout_secs = 1\n").unwrap();
+    let data = root.path().join("data");
+    let (server, admin) = start(&data, &["--config", config.to_str().unwrap()]);
+    assert_eq!(upload(admin, "web", "", &site("kept")).status, 201);
+    let before = entries(&data.join("web"));
+    let body = tar_of(&[("index.html", &[b'x'; 100_000])]);
+    let mut stream = begin_upload(admin, body.len());
+    stream.write_all(&body[..30_000]).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let (response, _) =
+        common::parse_response(&answer, false).expect("an answer to the stalled upload");
+    assert_eq!(response.status, 408, "{}", response.text());
+    assert_eq!(entries(&data.join("web")), before);
+    assert_eq!(server.get("/s/web/").text(), "<h1>kept</h1>");
 }

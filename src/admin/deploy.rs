@@ -261,7 +261,10 @@ fn failed(state: &AdminState, service: &str, error: IngestError) -> Response<Bod
         json!({"service": service, "error": error.to_string()}),
     );
     let code = status(error.status());
-    if code == StatusCode::PAYLOAD_TOO_LARGE || code == StatusCode::BAD_REQUEST {
+    if matches!(
+        code,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::BAD_REQUEST | StatusCode::REQUEST_TIMEOUT
+    ) {
         // The rest of the body is not read: close instead of draining it.
         error_and_close(code, &error.to_string())
     } else {
@@ -364,7 +367,7 @@ async fn activate_locked(
     let (layout, name, target) = (state.layout.clone(), service.to_string(), id.to_string());
     let started = Instant::now();
     let result = tokio::task::spawn_blocking(
-        move || -> Result<(Deployment, Option<String>), StoreError> {
+        move || -> Result<(Deployment, Option<String>, u64), StoreError> {
             let dir = layout.deployment_dir(&name, &target);
             if !dir.is_dir() {
                 return Err(StoreError::NotFound(format!(
@@ -372,13 +375,15 @@ async fn activate_locked(
                 )));
             }
             let previous = layout.read_current(&name).ok().flatten();
+            let index_started = Instant::now();
             let deployment = Deployment::build(&name, &target, &dir, options).map_err(|e| {
                 StoreError::Other(
                     anyhow::Error::new(e).context(format!("cannot index {}", dir.display())),
                 )
             })?;
+            let index_ms = index_started.elapsed().as_millis() as u64;
             flip::flip_current(&layout, &name, &target)?;
-            Ok((deployment, previous))
+            Ok((deployment, previous, index_ms))
         },
     )
     .await
@@ -387,14 +392,14 @@ async fn activate_locked(
             "activation panicked: {e}"
         )))
     });
-    let (deployment, previous) = result.map_err(store_error)?;
+    let (deployment, previous, index_ms) = result.map_err(store_error)?;
     site::log_skipped(&deployment);
     state.registry.publish(Arc::new(deployment));
     state.metrics.record_activation(service);
     state.events.emit(
         event,
         json!({"service": service, "current": id, "previous": previous,
-               "elapsedMs": started.elapsed().as_millis() as u64}),
+               "elapsedMs": started.elapsed().as_millis() as u64, "indexMs": index_ms}),
     );
     Ok(previous)
 }

@@ -14,7 +14,7 @@ use super::body::{self, Body};
 use super::conditional::{self, Precondition};
 use super::encoding;
 use super::range::{self, RangeOutcome};
-use crate::site::index::{FileEntry, Representation};
+use crate::site::index::{FileEntry, MemoryBudget, Representation};
 
 /// How a file is being answered.
 pub struct FileAnswer<'a> {
@@ -24,6 +24,8 @@ pub struct FileAnswer<'a> {
     pub cache_control: &'a HeaderValue,
     /// `Some(404)` for the deployment's `404.html`: no conditionals, no ranges.
     pub error_status: Option<StatusCode>,
+    /// The deployment's budget for holding small files in memory.
+    pub memory: &'a MemoryBudget,
 }
 
 impl FileAnswer<'_> {
@@ -49,7 +51,15 @@ impl FileAnswer<'_> {
         }
 
         if let Some(status) = self.error_status {
-            return send(builder.status(status), rep, 0, rep.size, self.head).await;
+            return send(
+                builder.status(status),
+                rep,
+                self.memory,
+                0,
+                rep.size,
+                self.head,
+            )
+            .await;
         }
 
         builder = builder
@@ -82,13 +92,21 @@ impl FileAnswer<'_> {
         };
         match outcome {
             RangeOutcome::Full => {
-                send(builder.status(StatusCode::OK), rep, 0, rep.size, self.head).await
+                send(
+                    builder.status(StatusCode::OK),
+                    rep,
+                    self.memory,
+                    0,
+                    rep.size,
+                    self.head,
+                )
+                .await
             }
             RangeOutcome::Partial { start, end } => {
                 let builder = builder
                     .status(StatusCode::PARTIAL_CONTENT)
                     .header(CONTENT_RANGE, format!("bytes {start}-{end}/{}", rep.size));
-                send(builder, rep, start, end - start + 1, self.head).await
+                send(builder, rep, self.memory, start, end - start + 1, self.head).await
             }
             RangeOutcome::Unsatisfiable => finish(
                 builder
@@ -101,11 +119,13 @@ impl FileAnswer<'_> {
     }
 }
 
-/// Sends `len` bytes of `rep` from `start`: from memory when the index holds
-/// the bytes, else streamed from the versioned directory.
+/// Sends `len` bytes of `rep` from `start`: from memory when the bytes are
+/// held (loading a small file on its first request, within the budget),
+/// else streamed from the versioned directory.
 async fn send(
     builder: http::response::Builder,
     rep: &Representation,
+    memory: &MemoryBudget,
     start: u64,
     len: u64,
     head: bool,
@@ -114,14 +134,44 @@ async fn send(
     if head {
         return finish(builder, body::empty());
     }
-    let body = match &rep.bytes {
-        Some(bytes) => Ok(slice(bytes, start, len)),
-        None => body::file_range(&rep.disk_path, start, len).await,
-    };
-    match body {
+    if let Some(bytes) = rep.cached() {
+        return finish(builder, slice(bytes, start, len));
+    }
+    if let Some(cell) = &rep.cache {
+        if memory.try_reserve(rep.size) {
+            match load(rep).await {
+                Ok(bytes) => {
+                    if cell.set(bytes.clone()).is_err() {
+                        memory.release(rep.size); // another request won the race
+                    }
+                    return finish(builder, slice(&bytes, start, len));
+                }
+                Err(e) => {
+                    memory.release(rep.size);
+                    return file_error(rep, e);
+                }
+            }
+        }
+    }
+    match body::file_range(&rep.disk_path, start, len).await {
         Ok(body) => finish(builder, body),
         Err(e) => file_error(rep, e),
     }
+}
+
+/// Reads a whole small file, checking it still has its indexed size.
+async fn load(rep: &Representation) -> io::Result<Bytes> {
+    let data = tokio::fs::read(&rep.disk_path).await?;
+    if data.len() as u64 != rep.size {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} changed size since it was indexed",
+                rep.disk_path.display()
+            ),
+        ));
+    }
+    Ok(Bytes::from(data))
 }
 
 fn slice(bytes: &Bytes, start: u64, len: u64) -> Body {

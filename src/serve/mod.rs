@@ -193,12 +193,12 @@ impl SiteRequest<'_> {
                 format!("{joined}/index.html")
             };
             return match deployment.file(&index) {
-                Some(entry) => self.file(entry).await,
+                Some(entry) => self.file(deployment, entry).await,
                 None => self.not_found(deployment).await,
             };
         }
         if let Some(entry) = deployment.file(&joined) {
-            return self.file(entry).await;
+            return self.file(deployment, entry).await;
         }
         if deployment.is_dir(&joined) {
             return redirect(&format!("{}/", self.raw_path), self.query);
@@ -206,13 +206,17 @@ impl SiteRequest<'_> {
         let looks_like_asset = rel.last().is_some_and(|name| name.contains('.'));
         if !looks_like_asset && self.settings.spa_services.contains(service) {
             if let Some(entry) = deployment.file("index.html") {
-                return self.file(entry).await;
+                return self.file(deployment, entry).await;
             }
         }
         self.not_found(deployment).await
     }
 
-    async fn file(&self, entry: &crate::site::index::FileEntry) -> Response<Body> {
+    async fn file(
+        &self,
+        deployment: &Deployment,
+        entry: &crate::site::index::FileEntry,
+    ) -> Response<Body> {
         let cache_control = if entry.is_html {
             &self.settings.cache_control_html
         } else {
@@ -224,6 +228,7 @@ impl SiteRequest<'_> {
             head: self.head,
             cache_control,
             error_status: None,
+            memory: &deployment.memory,
         }
         .respond()
         .await
@@ -239,6 +244,7 @@ impl SiteRequest<'_> {
                     head: self.head,
                     cache_control: &self.settings.cache_control_html,
                     error_status: Some(StatusCode::NOT_FOUND),
+                    memory: &deployment.memory,
                 }
                 .respond()
                 .await

@@ -50,6 +50,8 @@ pub enum IngestError {
     #[error("disk full while writing the upload: {0}")]
     DiskFull(String),
     #[error("{0}")]
+    TimedOut(String),
+    #[error("{0}")]
     Io(String),
 }
 
@@ -61,6 +63,7 @@ impl IngestError {
             IngestError::NotTar(_) => 415,
             IngestError::Truncated(_) => 400,
             IngestError::DiskFull(_) => 507,
+            IngestError::TimedOut(_) => 408,
             IngestError::Io(_) => 500,
         }
     }
@@ -81,6 +84,7 @@ impl IngestError {
             _ => {}
         }
         match error.kind() {
+            io::ErrorKind::TimedOut => IngestError::TimedOut(format!("{context}: {error}")),
             io::ErrorKind::UnexpectedEof => {
                 IngestError::Truncated(format!("upload is truncated ({context})"))
             }
@@ -154,6 +158,7 @@ pub fn extract(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Extrac
         bytes: 0,
         digests: HashMap::new(),
         links: Vec::new(),
+        buffer: Vec::new(),
     };
     let entries = archive
         .entries()
@@ -238,6 +243,7 @@ struct State<'a> {
     digests: HashMap<String, String>,
     /// Symlinks as (path, target): part of the digest, not of the manifest.
     links: Vec<(String, String)>,
+    buffer: Vec<u8>,
 }
 
 impl State<'_> {
@@ -393,7 +399,9 @@ impl State<'_> {
                 }
             })?;
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
+        // One copy buffer for the whole upload, not one per file.
+        let mut buf = std::mem::take(&mut self.buffer);
+        buf.resize(256 * 1024, 0);
         loop {
             let n = match entry.read(&mut buf) {
                 Ok(0) => break,
@@ -406,6 +414,7 @@ impl State<'_> {
             file.write_all(&buf[..n])
                 .map_err(|e| self.write_error(e, rel))?;
         }
+        self.buffer = buf;
         Ok(hex::encode(hasher.finalize()))
     }
 
