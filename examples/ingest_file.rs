@@ -14,6 +14,7 @@ fn main() -> anyhow::Result<()> {
         max_upload_bytes: u64::MAX / 4,
         max_files: u64::MAX / 4,
         require_index: false,
+        strip_components: 0,
     };
     let extracted = extract(
         std::io::BufReader::with_capacity(256 * 1024, file),

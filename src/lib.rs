@@ -6,8 +6,10 @@
 
 pub mod admin;
 pub mod app;
+pub mod bridge;
 pub mod client;
 pub mod config;
+pub mod docker;
 pub mod logging;
 pub mod serve;
 pub mod site;

@@ -31,6 +31,76 @@ enum Command {
     Activate(ActivateArgs),
     /// List services, or one service's deployments.
     List(ListArgs),
+    /// Exit 0 when the server answers GET /health with 200, 1 otherwise (for Docker's HEALTHCHECK).
+    Healthcheck(HealthcheckArgs),
+    /// Create (or repair) the project's container, volume and network on the Docker engine.
+    Ensure(EnsureArgs),
+    /// Show the project's container and the services it serves.
+    Status(StatusArgs),
+    /// Move sites from old per-deployment nginx containers into the project's container.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args)]
+struct EnsureArgs {
+    /// Project id: names the container project-http-<ID> and volume project-<ID>-static.
+    #[arg(long)]
+    project: String,
+    /// Host name Traefik routes to the container (Host(`HOST`)).
+    #[arg(long)]
+    host: String,
+    /// Docker network shared with Traefik (created if missing).
+    #[arg(long, default_value = project_http::docker::ensure::DEFAULT_NETWORK)]
+    network: String,
+    /// Image to run.
+    #[arg(long, default_value = project_http::docker::ensure::DEFAULT_IMAGE)]
+    image: String,
+    /// Admin token for the container [default: keep the current one, or generate one]
+    #[arg(long, env = "PROJECT_HTTP_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Memory limit of the container, in MiB.
+    #[arg(long, default_value_t = 256)]
+    memory_mib: i64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[arg(long)]
+    project: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    #[arg(long)]
+    project: String,
+    /// Do it (without this flag, only print the plan).
+    #[arg(long)]
+    apply: bool,
+    /// After a verified migration, remove the old containers (and their Traefik files).
+    #[arg(long)]
+    remove_old: bool,
+    /// Directory of Traefik dynamic configuration files; files naming old containers are removed with --remove-old.
+    #[arg(long)]
+    traefik_dynamic_dir: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct HealthcheckArgs {
+    /// URL to check [default: /health on the port of PROJECT_HTTP_LISTEN, via 127.0.0.1]
+    #[arg(long)]
+    url: Option<String>,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 3)]
+    timeout: u64,
 }
 
 #[derive(Args)]
@@ -135,6 +205,105 @@ fn main() -> ExitCode {
             client(&args.admin).activate(&args.service, &args.id),
         )),
         Command::List(args) => report(list(args)),
+        Command::Healthcheck(args) => healthcheck(args),
+        Command::Ensure(args) => report(docker_command(ensure(args))),
+        Command::Status(args) => report(docker_command(status(args))),
+        Command::Migrate(args) => report(docker_command(migrate(args))),
+    }
+}
+
+/// Runs a Docker command on a small runtime.
+fn docker_command(
+    work: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(work)
+}
+
+async fn ensure(args: EnsureArgs) -> anyhow::Result<()> {
+    use project_http::docker::{self, ensure};
+    let options = ensure::EnsureOptions {
+        project: docker::Project::new(&args.project)?,
+        host: args.host,
+        network: args.network,
+        image: args.image,
+        admin_token: args.admin_token.filter(|t| !t.is_empty()),
+        memory_bytes: args.memory_mib * 1024 * 1024,
+    };
+    let engine = docker::connect().await?;
+    let result = ensure::ensure(&engine, &options).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+        return Ok(());
+    }
+    match result.action.as_str() {
+        "unchanged" => println!("{}: up to date, nothing changed", result.container),
+        "recreated" => println!(
+            "{}: recreated ({}); volume kept",
+            result.container,
+            result.drift.join("; ")
+        ),
+        action => println!("{}: {action}", result.container),
+    }
+    if result.volume_created {
+        println!("volume {}: created", options.project.volume());
+    }
+    if result.network_created {
+        println!("network {}: created", options.network);
+    }
+    if let Some(token) = &result.generated_token {
+        println!("admin token (generated; keep it for deploys): {token}");
+    }
+    Ok(())
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    use project_http::docker;
+    let project = docker::Project::new(&args.project)?;
+    let engine = docker::connect().await?;
+    let status = docker::status::status(&engine, &project).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", docker::status::render(&status));
+    }
+    Ok(())
+}
+
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    use project_http::docker::{self, migrate};
+    let options = migrate::MigrateOptions {
+        project: docker::Project::new(&args.project)?,
+        apply: args.apply,
+        remove_old: args.remove_old,
+        traefik_dynamic_dir: args.traefik_dynamic_dir,
+    };
+    let engine = docker::connect().await?;
+    let report = migrate::migrate(&engine, &options).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", migrate::render(&report));
+    }
+    Ok(())
+}
+
+fn healthcheck(args: HealthcheckArgs) -> ExitCode {
+    let url = args.url.unwrap_or_else(|| {
+        let listen: SocketAddr = std::env::var("PROJECT_HTTP_LISTEN")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        format!("http://127.0.0.1:{}/health", listen.port())
+    });
+    match project_http::client::healthcheck(&url, std::time::Duration::from_secs(args.timeout)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("project-http healthcheck: {url}: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -6,11 +6,11 @@
 //! flip `current`, publish the index, prune. A failure at any step before
 //! the flip leaves the served deployment untouched and nothing on disk.
 
-use std::io::{self, Read};
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -83,6 +83,7 @@ struct UploadOptions {
     id: Option<String>,
     activate: bool,
     require_index: bool,
+    strip_components: usize,
 }
 
 fn parse_upload_query(query: Option<&str>) -> Result<UploadOptions, String> {
@@ -90,6 +91,7 @@ fn parse_upload_query(query: Option<&str>) -> Result<UploadOptions, String> {
         id: None,
         activate: true,
         require_index: true,
+        strip_components: 0,
     };
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -109,9 +111,16 @@ fn parse_upload_query(query: Option<&str>) -> Result<UploadOptions, String> {
             }
             "activate" => options.activate = flag()?,
             "require_index" => options.require_index = flag()?,
+            "strip_components" => {
+                options.strip_components = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= 8)
+                    .ok_or_else(|| format!("strip_components={value}: expected 0 to 8"))?
+            }
             other => {
                 return Err(format!(
-                    "unknown query parameter {other:?} (known: id, activate, require_index)"
+                    "unknown query parameter {other:?} (known: id, activate, require_index, strip_components)"
                 ))
             }
         }
@@ -134,6 +143,7 @@ pub async fn upload(
         max_upload_bytes: config.max_upload_bytes,
         max_files: config.max_files,
         require_index: options.require_index,
+        strip_components: options.strip_components,
     };
     let declared = request
         .headers()
@@ -166,7 +176,7 @@ pub async fn upload(
     };
 
     // Socket → channel (async) → extractor (blocking thread).
-    let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
+    let (sender, reader) = crate::bridge::channel(CHANNEL_CHUNKS);
     let idle = config.upload_idle_timeout;
     let pump = tokio::spawn(pump_body(
         request.into_body(),
@@ -175,15 +185,9 @@ pub async fn upload(
         idle,
     ));
     let dir = upload_dir.clone();
-    let extracted = tokio::task::spawn_blocking(move || {
-        let reader = ChannelReader {
-            receiver,
-            current: Bytes::new(),
-        };
-        ingest::extract(reader, &dir, &limits)
-    })
-    .await
-    .unwrap_or_else(|e| Err(IngestError::Io(format!("extractor panicked: {e}"))));
+    let extracted = tokio::task::spawn_blocking(move || ingest::extract(reader, &dir, &limits))
+        .await
+        .unwrap_or_else(|e| Err(IngestError::Io(format!("extractor panicked: {e}"))));
     pump.abort();
     let extracted = match extracted {
         Ok(extracted) => extracted,
@@ -330,28 +334,6 @@ async fn pump_body(
         if sender.send(Ok(data)).await.is_err() {
             return;
         }
-    }
-}
-
-/// The blocking side of the channel, as `std::io::Read`.
-struct ChannelReader {
-    receiver: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.receiver.blocking_recv() {
-                None => return Ok(0),
-                Some(Ok(bytes)) => self.current = bytes,
-                Some(Err(e)) => return Err(e),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current.advance(n);
-        Ok(n)
     }
 }
 

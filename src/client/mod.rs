@@ -176,6 +176,38 @@ impl AdminClient {
         })
     }
 
+    /// Uploads a stream that cannot be replayed (so it is not retried).
+    /// `query` is the upload's query string without `?`.
+    pub fn upload_stream(
+        &self,
+        service: &str,
+        query: &str,
+        body: impl Read + Send,
+    ) -> Result<Value> {
+        let response = self
+            .request("POST", &format!("/services/{service}/deployments?{query}"))
+            .set("Content-Type", "application/x-tar")
+            .send(body);
+        match response {
+            Ok(response) => parse_json(response),
+            Err(ureq::Error::Status(status, response)) => {
+                Err(anyhow!(api_error(status, response))
+                    .context(format!("upload to {service} failed")))
+            }
+            Err(e) => Err(anyhow!("{e}")).context(format!("upload to {service} failed")),
+        }
+    }
+
+    /// `GET /metrics`, as text.
+    pub fn metrics(&self) -> Result<String> {
+        let response = self
+            .request("GET", "/metrics")
+            .call()
+            .map_err(|e| anyhow!("{e}"))
+            .context("cannot read metrics")?;
+        response.into_string().context("cannot read metrics")
+    }
+
     pub fn services(&self) -> Result<Value> {
         self.with_retries("list", || Ok(self.request("GET", "/services").call()?))
     }
@@ -265,6 +297,18 @@ fn api_error(status: u16, response: ureq::Response) -> ApiError {
         .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
         .unwrap_or(text);
     ApiError { status, message }
+}
+
+/// GET `url` once: Ok on 200, an error otherwise (never retried: Docker
+/// retries health checks itself).
+pub fn healthcheck(url: &str, timeout: Duration) -> Result<()> {
+    let agent = ureq::AgentBuilder::new().timeout(timeout).build();
+    match agent.get(url).call() {
+        Ok(response) if response.status() == 200 => Ok(()),
+        Ok(response) => bail!("answered {}", response.status()),
+        Err(ureq::Error::Status(status, _)) => bail!("answered {status}"),
+        Err(e) => Err(anyhow!("{e}")),
+    }
 }
 
 /// Fails unless `value` has a string field `key`.

@@ -34,6 +34,9 @@ pub struct Limits {
     pub max_upload_bytes: u64,
     pub max_files: u64,
     pub require_index: bool,
+    /// Leading path components to drop from every entry, like
+    /// `tar --strip-components` (entries with no more components are skipped).
+    pub strip_components: usize,
 }
 
 /// Why an upload was refused; each maps to one HTTP status.
@@ -266,7 +269,14 @@ impl State<'_> {
             return Ok(());
         }
         let raw_path = entry.path_bytes().into_owned();
-        let components = normal_components(&raw_path)?;
+        let mut components = normal_components(&raw_path)?;
+        let strip = self.limits.strip_components;
+        if strip > 0 {
+            if components.len() <= strip {
+                return Ok(());
+            }
+            components.drain(..strip);
+        }
         let rel = components.join("/");
         if rel.is_empty() {
             if kind == EntryType::Directory {
@@ -311,7 +321,7 @@ impl State<'_> {
                     .into_owned();
                 let target_components = normal_components(&target)
                     .map_err(|_| IngestError::Rejected(format!("hard link {rel} points outside the deployment")))?;
-                let target_rel = target_components.join("/");
+                let target_rel = target_components.get(strip..).unwrap_or_default().join("/");
                 let Some(digest) = self.digests.get(&target_rel).cloned() else {
                     return Err(IngestError::Rejected(format!(
                         "hard link {rel} points at {target_rel}, which is not a file earlier in this upload"
@@ -532,6 +542,7 @@ mod tests {
         max_upload_bytes: 1 << 20,
         max_files: 100,
         require_index: true,
+        strip_components: 0,
     };
 
     /// Builds a tar by hand so hostile entries can be made exactly.
@@ -733,6 +744,26 @@ mod tests {
         let bomb = e.finish().unwrap();
         assert!(bomb.len() < 1 << 20);
         assert_eq!(run(&bomb).1.unwrap_err().status(), 413);
+    }
+
+    #[test]
+    fn strip_components_drops_the_top_folder() {
+        let tar = tar_of(&[
+            ("html/", EntryType::Directory, b"", ""),
+            ("html/index.html", EntryType::Regular, b"i", ""),
+            ("html/a/b.txt", EntryType::Regular, b"b", ""),
+            ("html/copy.txt", EntryType::Link, b"", "html/a/b.txt"),
+            ("top-level-file", EntryType::Regular, b"skipped", ""),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            strip_components: 1,
+            ..LIMITS
+        };
+        let extracted = extract(&tar[..], dir.path(), &limits).unwrap();
+        let paths: Vec<_> = extracted.manifest.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["a/b.txt", "copy.txt", "index.html"]);
+        assert!(!dir.path().join("top-level-file").exists());
     }
 
     #[test]

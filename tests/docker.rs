@@ -1,0 +1,546 @@
+//! ensure / status / migrate against the real Docker engine.
+//!
+//! These tests build the image (`scripts/build-image.sh project-http:test`)
+//! once per run, then drive the real binary. They skip with a loud message
+//! when no engine is reachable, and fail instead when
+//! `PROJECT_HTTP_REQUIRE_DOCKER=1` (as `.ci/run` sets). Every test removes
+//! what it created, by name and label: never other containers.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::tar_of;
+use serde_json::Value;
+
+const IMAGE: &str = "project-http:test";
+
+/// True when the Docker tests can run; panics when they must and cannot.
+fn docker_ready() -> bool {
+    let required = std::env::var("PROJECT_HTTP_REQUIRE_DOCKER").is_ok_and(|v| v == "1");
+    let engine = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output();
+    let reachable = matches!(&engine, Ok(o) if o.status.success());
+    if !reachable {
+        let why = match engine {
+            Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+            Err(e) => e.to_string(),
+        };
+        if required {
+            panic!("PROJECT_HTTP_REQUIRE_DOCKER=1 but no Docker engine is reachable: {why}");
+        }
+        eprintln!("\n*** SKIPPED: Docker tests need a reachable Docker engine ({why}) ***\n");
+        return false;
+    }
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let output = Command::new(Path::new(root).join("scripts/build-image.sh"))
+            .arg(IMAGE)
+            .current_dir(root)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    });
+    if let Err(e) = built {
+        panic!("cannot build the image {IMAGE}: {e}");
+    }
+    true
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI")
+}
+
+fn docker_ok(args: &[&str]) -> String {
+    let output = docker(args);
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(common::binary())
+        .args(args)
+        .env_remove("PROJECT_HTTP_ADMIN_TOKEN")
+        .output()
+        .expect("project-http");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A project id, its network, and cleanup of everything labelled with it.
+struct TestProject {
+    id: String,
+    network: String,
+    /// Anonymous volumes of containers the test created (the image declares
+    /// VOLUME /srv/static), removed at the end.
+    volumes: std::cell::RefCell<Vec<String>>,
+}
+
+impl TestProject {
+    fn new(tag: &str) -> TestProject {
+        let id = format!("t{}{tag}", std::process::id());
+        TestProject {
+            network: format!("ph-test-{id}"),
+            id,
+            volumes: Default::default(),
+        }
+    }
+
+    /// Notes a container's volumes for cleanup.
+    fn track_volumes(&self, container: &str) {
+        let c = self.inspect(container);
+        for m in c["Mounts"].as_array().into_iter().flatten() {
+            if let Some(name) = m["Name"].as_str() {
+                self.volumes.borrow_mut().push(name.to_string());
+            }
+        }
+    }
+
+    fn container(&self) -> String {
+        format!("project-http-{}", self.id)
+    }
+
+    fn inspect(&self, name: &str) -> Value {
+        let text = docker_ok(&["inspect", name]);
+        serde_json::from_str::<Value>(&text).expect("inspect JSON")[0].clone()
+    }
+
+    fn ip(&self) -> String {
+        let c = self.inspect(&self.container());
+        c["NetworkSettings"]["Networks"][&self.network]["IPAddress"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn token(&self) -> String {
+        let c = self.inspect(&self.container());
+        c["Config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|e| {
+                e.as_str()
+                    .unwrap()
+                    .strip_prefix("PROJECT_HTTP_ADMIN_TOKEN=")
+                    .map(str::to_string)
+            })
+            .expect("token in env")
+    }
+
+    fn ensure(&self, extra: &[&str]) -> (bool, String, String) {
+        let mut args = vec![
+            "ensure",
+            "--project",
+            &self.id,
+            "--host",
+            "site.example.test",
+            "--network",
+            &self.network,
+            "--image",
+            IMAGE,
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    }
+
+    /// Waits until the container reports healthy.
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let c = self.inspect(&self.container());
+            let health = c["State"]["Health"]["Status"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if health == "healthy" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "container never became healthy: {}",
+                c["State"]
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// GETs a public path over the container's IP, retrying while it starts.
+    fn get(&self, path: &str) -> common::Response {
+        let addr = format!("{}:8080", self.ip())
+            .parse()
+            .expect("container address");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok() {
+                return common::get(addr, path, &[]);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "container not answering on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for TestProject {
+    fn drop(&mut self) {
+        let filter = format!("label=deployer.project={}", self.id);
+        let ids = docker(&["ps", "-aq", "--filter", &filter]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            docker(&["rm", "-f", id]);
+        }
+        docker(&["rm", "-f", &self.container()]);
+        for volume in self.volumes.borrow().iter() {
+            docker(&["volume", "rm", "-f", volume]);
+        }
+        docker(&["volume", "rm", "-f", &format!("project-{}-static", self.id)]);
+        docker(&["network", "rm", &self.network]);
+    }
+}
+
+#[test]
+fn ensure_creates_serves_is_idempotent_and_repairs_drift() {
+    if !docker_ready() {
+        return;
+    }
+    let project = TestProject::new("e");
+    let (ok, out, err) = project.ensure(&[]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("created"), "{out}");
+    assert!(out.contains("admin token (generated"), "{out}");
+    let volume = format!("project-{}-static", project.id);
+    assert_eq!(
+        docker_ok(&["volume", "inspect", &volume, "--format", "{{.Name}}"]),
+        volume
+    );
+    docker_ok(&["network", "inspect", &project.network]);
+
+    let c = project.inspect(&project.container());
+    let labels: HashMap<String, String> =
+        serde_json::from_value(c["Config"]["Labels"].clone()).unwrap();
+    let router = format!("project-{}", project.id);
+    let expected: HashMap<String, String> = [
+        ("traefik.enable", "true".to_string()),
+        ("traefik.docker.network", project.network.clone()),
+        (
+            &*format!("traefik.http.routers.{router}.entrypoints"),
+            "web".to_string(),
+        ),
+        (
+            &*format!("traefik.http.routers.{router}.rule"),
+            "Host(`site.example.test`)".to_string(),
+        ),
+        (
+            &*format!("traefik.http.services.{router}.loadbalancer.server.port"),
+            "8080".to_string(),
+        ),
+        ("deployer.managed", "true".to_string()),
+        ("deployer.project", project.id.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(labels, expected, "labels exactly as specified");
+    assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped");
+    assert_eq!(c["HostConfig"]["Memory"], 256 * 1024 * 1024);
+    assert_eq!(c["Config"]["User"], "101:101");
+    let bindings = &c["HostConfig"]["PortBindings"];
+    assert!(
+        bindings.is_null() || bindings.as_object().is_some_and(|m| m.is_empty()),
+        "no host ports: {bindings}"
+    );
+    let mounts = c["Mounts"].as_array().unwrap();
+    assert!(mounts
+        .iter()
+        .any(|m| m["Name"] == volume.as_str() && m["Destination"] == "/srv/static"));
+    project.wait_healthy();
+
+    // Deploy to the admin port on the container's address; served publicly.
+    let site = std::env::temp_dir().join(format!("ph-docker-site-{}", project.id));
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.html"), "<h1>in a container</h1>").unwrap();
+    let admin = format!("http://{}:9080", project.ip());
+    let token = project.token();
+    let (ok, id, err) = run(&[
+        "deploy",
+        "--admin",
+        &admin,
+        "--token",
+        &token,
+        "--service",
+        "web",
+        site.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(project.get("/s/web/").text(), "<h1>in a container</h1>");
+    let _ = std::fs::remove_dir_all(&site);
+
+    // status, as a table and as JSON.
+    let (ok, table, err) = run(&["status", "--project", &project.id]);
+    assert!(ok, "{err}");
+    assert!(
+        table.contains("healthy") && table.contains(id.trim()),
+        "{table}"
+    );
+    let (ok, json, _) = run(&["status", "--project", &project.id, "--json"]);
+    assert!(ok);
+    let status: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["services"][0]["name"], "web");
+    assert_eq!(status["services"][0]["current"], id.trim());
+    assert!(status["services"][0]["disk_bytes"].as_u64().unwrap() > 0);
+
+    // Second run: nothing to do.
+    let before = c["Id"].as_str().unwrap().to_string();
+    let (ok, out, err) = project.ensure(&[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("nothing changed"), "{out}");
+    assert_eq!(
+        project.inspect(&project.container())["Id"]
+            .as_str()
+            .unwrap(),
+        before
+    );
+
+    // Drift: recreated, volume kept, files still served, token kept.
+    let (ok, out, err) = project.ensure(&["--memory-mib", "300"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("recreated") && out.contains("memory"), "{out}");
+    let after = project.inspect(&project.container());
+    assert_ne!(after["Id"].as_str().unwrap(), before);
+    assert_eq!(after["HostConfig"]["Memory"], 300 * 1024 * 1024);
+    assert_eq!(project.token(), token);
+    assert_eq!(project.get("/s/web/").text(), "<h1>in a container</h1>");
+}
+
+#[test]
+fn ensure_refuses_foreign_containers_and_missing_images_creating_nothing() {
+    if !docker_ready() {
+        return;
+    }
+    let project = TestProject::new("c");
+    docker_ok(&["create", "--name", &project.container(), IMAGE]);
+    project.track_volumes(&project.container());
+    let (ok, _, err) = project.ensure(&[]);
+    assert!(!ok);
+    assert!(err.contains("not managed by project-http"), "{err}");
+    let volume = format!("project-{}-static", project.id);
+    assert!(
+        !docker(&["volume", "inspect", &volume]).status.success(),
+        "volume half-created"
+    );
+    assert!(
+        !docker(&["network", "inspect", &project.network])
+            .status
+            .success(),
+        "network half-created"
+    );
+    docker_ok(&["rm", "-f", &project.container()]);
+
+    let (ok, _, err) = run(&[
+        "ensure",
+        "--project",
+        &project.id,
+        "--host",
+        "x.test",
+        "--network",
+        &project.network,
+        "--image",
+        "project-http:no-such-tag",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("scripts/build-image.sh"), "{err}");
+    assert!(!docker(&["volume", "inspect", &volume]).status.success());
+}
+
+/// Creates a fake old per-deployment container from the project's image,
+/// with the old labels and files copied in through the archive API.
+fn old_container(
+    project: &TestProject,
+    name: &str,
+    service: &str,
+    deployment: &str,
+    files: &[(&str, &[u8])],
+) {
+    docker_ok(&[
+        "create",
+        "--name",
+        name,
+        "--label",
+        "deployer.managed=true",
+        "--label",
+        "deployer.nginx.static=true",
+        "--label",
+        &format!("deployer.project={}", project.id),
+        "--label",
+        &format!("deployer.service={service}"),
+        "--label",
+        &format!("deployer.deployment={deployment}"),
+        IMAGE,
+    ]);
+    project.track_volumes(name);
+    let entries: Vec<(String, &[u8])> = files
+        .iter()
+        .map(|(p, d)| (format!("usr/share/nginx/html/{p}"), *d))
+        .collect();
+    let borrowed: Vec<(&str, &[u8])> = entries.iter().map(|(p, d)| (p.as_str(), *d)).collect();
+    let tar = tar_of(&borrowed);
+    // `docker cp -` is the archive API's PUT /containers/{id}/archive.
+    let mut child = Command::new("docker")
+        .args(["cp", "-", &format!("{name}:/")])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &tar).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    // Created one after the other: make creation times distinct.
+    std::thread::sleep(Duration::from_millis(1100));
+}
+
+#[test]
+fn migrate_moves_old_containers_verifies_and_cleans_up() {
+    if !docker_ready() {
+        return;
+    }
+    let project = TestProject::new("m");
+    let (ok, out, err) = project.ensure(&[]);
+    assert!(ok, "{out}{err}");
+    project.wait_healthy();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    let old_a = format!("old-{}-blog-b1", project.id);
+    let old_b = format!("old-{}-blog-b2", project.id);
+    let old_c = format!("old-{}-shop-s1", project.id);
+    old_container(
+        &project,
+        &old_a,
+        "blog",
+        "b1",
+        &[("index.html", b"<h1>blog one</h1>")],
+    );
+    old_container(
+        &project,
+        &old_b,
+        "blog",
+        "b2",
+        &[
+            ("index.html", b"<h1>blog two</h1>"),
+            ("posts/a b.html", b"post"),
+            ("big.bin", &big),
+        ],
+    );
+    old_container(
+        &project,
+        &old_c,
+        "shop",
+        "s1",
+        &[("index.html", b"<h1>shop</h1>"), (".hidden", b"x")],
+    );
+
+    let traefik = tempfile::tempdir().unwrap();
+    let stale = traefik.path().join("blog-b1.yml");
+    std::fs::write(&stale, format!("http:\n  services:\n    blog-b1:\n      loadBalancer:\n        servers:\n          - url: http://{old_a}:80\n")).unwrap();
+    let unrelated = traefik.path().join("other.yml");
+    std::fs::write(&unrelated, "http:\n  routers: {}\n").unwrap();
+    let dir = traefik.path().to_str().unwrap();
+
+    // Dry run: a plan, no change.
+    let (ok, plan, err) = run(&[
+        "migrate",
+        "--project",
+        &project.id,
+        "--remove-old",
+        "--traefik-dynamic-dir",
+        dir,
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        plan.contains("dry run") && plan.contains(&old_a) && plan.contains("activate b2"),
+        "{plan}"
+    );
+    assert_eq!(project.get("/s/blog/").status, 404);
+    assert!(docker(&["inspect", &old_a]).status.success());
+    assert!(stale.exists());
+
+    let (ok, out, err) = run(&[
+        "migrate",
+        "--project",
+        &project.id,
+        "--apply",
+        "--remove-old",
+        "--traefik-dynamic-dir",
+        dir,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("verified blog: 3 files") && out.contains("verified shop: 1 files"),
+        "{out}"
+    );
+    assert_eq!(project.get("/s/blog/").text(), "<h1>blog two</h1>");
+    assert_eq!(project.get("/s/blog/posts/a%20b.html").text(), "post");
+    assert_eq!(project.get("/s/blog/big.bin").body, big);
+    assert_eq!(project.get("/s/shop/").text(), "<h1>shop</h1>");
+    for old in [&old_a, &old_b, &old_c] {
+        assert!(
+            !docker(&["inspect", old]).status.success(),
+            "{old} not removed"
+        );
+    }
+    assert!(!stale.exists(), "stale Traefik file removed");
+    assert!(unrelated.exists(), "unrelated Traefik file kept");
+    let admin = format!("http://{}:9080", project.ip());
+    let token = project.token();
+    let (ok, listing, _) = run(&[
+        "list",
+        "--admin",
+        &admin,
+        "--token",
+        &token,
+        "--service",
+        "blog",
+        "--json",
+    ]);
+    assert!(ok);
+    let history: Value = serde_json::from_str(&listing).unwrap();
+    assert_eq!(history["current"], "b2");
+    assert_eq!(
+        history["deployments"].as_array().unwrap().len(),
+        2,
+        "both blog deployments kept"
+    );
+
+    // Second run: nothing left to do.
+    let (ok, out, err) = run(&[
+        "migrate",
+        "--project",
+        &project.id,
+        "--apply",
+        "--remove-old",
+        "--traefik-dynamic-dir",
+        dir,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("nothing to migrate"), "{out}");
+}
