@@ -17,15 +17,16 @@
 //! The caller owns the destination directory and removes it on any error.
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{symlink, DirBuilderExt};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 use tar::EntryType;
 
 use super::meta::{MANIFEST_FILE, META_FILE};
+use super::writer::{FileWriter, CHUNK};
 
 /// Limits on one upload.
 #[derive(Debug, Clone, Copy)]
@@ -161,7 +162,7 @@ pub fn extract(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Extrac
         bytes: 0,
         digests: HashMap::new(),
         links: Vec::new(),
-        buffer: Vec::new(),
+        writer: FileWriter::new(),
     };
     let entries = archive
         .entries()
@@ -246,7 +247,7 @@ struct State<'a> {
     digests: HashMap<String, String>,
     /// Symlinks as (path, target): part of the digest, not of the manifest.
     links: Vec<(String, String)>,
-    buffer: Vec<u8>,
+    writer: FileWriter,
 }
 
 impl State<'_> {
@@ -329,6 +330,7 @@ impl State<'_> {
                 };
                 self.count_file(&rel)?;
                 self.make_dirs(&components[..components.len() - 1])?;
+                self.flush_writer()?;
                 fs::hard_link(self.dest.join(&target_rel), &path).map_err(|e| self.write_error(e, &rel))?;
                 let size = fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
                 self.add_bytes(size)?;
@@ -389,43 +391,55 @@ impl State<'_> {
         Ok(())
     }
 
+    /// Hashes a file's bytes here while the writer thread writes them.
     fn write_file(
         &mut self,
         entry: &mut impl Read,
         path: &Path,
         rel: &str,
     ) -> Result<String, IngestError> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    IngestError::Rejected(format!("entry {rel} appears twice in the upload"))
-                } else {
-                    self.write_error(e, rel)
-                }
-            })?;
+        self.check_writer()?;
+        self.writer
+            .create(path.to_path_buf(), rel.to_string())
+            .map_err(|e| self.write_error(e, rel))?;
         let mut hasher = Sha256::new();
-        // One copy buffer for the whole upload, not one per file.
-        let mut buf = std::mem::take(&mut self.buffer);
-        buf.resize(256 * 1024, 0);
         loop {
-            let n = match entry.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(IngestError::from_io(e, &format!("reading {rel}"))),
-            };
+            let mut buf = self.writer.buffer();
+            buf.resize(CHUNK, 0);
+            let n = read_full(entry, &mut buf)
+                .map_err(|e| IngestError::from_io(e, &format!("reading {rel}")))?;
+            if n == 0 {
+                self.writer.give_back(buf);
+                break;
+            }
+            buf.truncate(n);
             self.add_bytes(n as u64)?;
-            hasher.update(&buf[..n]);
-            file.write_all(&buf[..n])
+            self.check_writer()?;
+            hasher.update(&buf);
+            self.writer
+                .write(buf)
                 .map_err(|e| self.write_error(e, rel))?;
         }
-        self.buffer = buf;
         Ok(hex::encode(hasher.finalize()))
+    }
+
+    /// Reports an error the writer thread met (a duplicate entry, disk full).
+    fn check_writer(&self) -> Result<(), IngestError> {
+        match self.writer.take_failure() {
+            None => Ok(()),
+            Some((rel, e)) if e.kind() == io::ErrorKind::AlreadyExists => Err(
+                IngestError::Rejected(format!("entry {rel} appears twice in the upload")),
+            ),
+            Some((rel, e)) => Err(self.write_error(e, &rel)),
+        }
+    }
+
+    /// Waits for every file sent so far to be written, then reports errors.
+    fn flush_writer(&self) -> Result<(), IngestError> {
+        self.writer
+            .barrier()
+            .map_err(|e| self.write_error(e, "files"))?;
+        self.check_writer()
     }
 
     fn write_error(&self, error: io::Error, rel: &str) -> IngestError {
@@ -433,6 +447,7 @@ impl State<'_> {
     }
 
     fn finish(self) -> Result<Extracted, IngestError> {
+        self.flush_writer()?;
         if self.limits.require_index
             && !self.digests.contains_key("index.html")
             && !self.links.iter().any(|(p, _)| p == "index.html")
@@ -460,6 +475,20 @@ impl State<'_> {
             manifest,
         })
     }
+}
+
+/// Reads until `buf` is full or the entry ends (fewer, larger writes).
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Splits an archive path into normal components, dropping `.` and empty
@@ -537,6 +566,7 @@ fn lossy(raw: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     const LIMITS: Limits = Limits {
         max_upload_bytes: 1 << 20,
