@@ -235,6 +235,33 @@ pub async fn start(config: &Config) -> Result<Running> {
     })
 }
 
+/// Raises the open-files soft limit to the hard limit (as nginx's
+/// `worker_rlimit_nofile` does): every connection is a descriptor, and the
+/// common soft default of 1024 would cap `max_connections` far below its
+/// setting. Returns the limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
 /// Runs the server until SIGTERM or SIGINT; SIGHUP reloads.
 pub async fn serve(overrides: Overrides, config: Config) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -242,6 +269,14 @@ pub async fn serve(overrides: Overrides, config: Config) -> Result<()> {
         signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    let fd_limit = raise_fd_limit();
+    if fd_limit < config.max_connections as u64 + 64 {
+        tracing::warn!(
+            fd_limit,
+            max_connections = config.max_connections,
+            "the open-files limit is below max_connections: raise it (ulimit -n) or lower max_connections"
+        );
+    }
     let running = start(&config).await?;
     let mut config = config;
     loop {
