@@ -10,6 +10,8 @@ pub mod bridge;
 pub mod client;
 pub mod config;
 pub mod docker;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod logging;
 pub mod serve;
 pub mod site;
