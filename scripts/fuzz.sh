@@ -17,6 +17,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 
 SCRATCH=$(mktemp -d)
 trap 'rm -rf "$SCRATCH"' EXIT
 export RUSTC_BOOTSTRAP=1
+passed=0
 for target in "${TARGETS[@]}"; do
     mkdir -p "$SCRATCH/$target"
     cp fuzz/corpus/"$target"/* "$SCRATCH/$target/"
@@ -24,5 +25,7 @@ for target in "${TARGETS[@]}"; do
     (cd fuzz && cargo fuzz run "$target" "$SCRATCH/$target" -- \
         -max_total_time="$SECONDS_EACH" -print_final_stats=1 2>&1) |
         grep -E "^Done|stat::number_of_executed_units|ERROR|panicked|SUMMARY" || true
-    # cargo fuzz exits non-zero on a crash; pipefail carries it here.
+    # cargo fuzz exits non-zero on a crash; pipefail and set -e stop here.
+    passed=$((passed + 1))
 done
+echo "fuzz: $passed passed, 0 failed"
