@@ -211,6 +211,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         admin = %format!("http://{admin_addr}"),
         root = %layout.root().display(),
         admin_auth = admin_state.auth.enabled(),
+        workers = config.worker_threads(),
         "listening"
     );
     admin_state.events.emit(

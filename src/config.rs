@@ -66,6 +66,12 @@ pub struct Config {
     pub max_upload_bytes: u64,
     pub max_files: u64,
     pub watch: WatchMode,
+    /// Async worker threads; 0 = one per CPU the process may use (cgroup quota included).
+    pub workers: usize,
+    /// Generate `.br`/`.gz` siblings of text files at deploy time.
+    pub precompress: bool,
+    /// Input bytes compressed per upload at most.
+    pub precompress_budget_bytes: u64,
     pub services: BTreeMap<String, ServiceConfig>,
 }
 
@@ -92,6 +98,9 @@ impl Default for Config {
             max_upload_bytes: 1024 * 1024 * 1024,
             max_files: 100_000,
             watch: WatchMode::Notify,
+            workers: 0,
+            precompress: true,
+            precompress_budget_bytes: 256 * 1024 * 1024,
             services: BTreeMap::new(),
         }
     }
@@ -107,6 +116,7 @@ pub struct Overrides {
     pub admin_token: Option<String>,
     pub keep: Option<usize>,
     pub log_format: Option<LogFormat>,
+    pub workers: Option<usize>,
 }
 
 /// The TOML file's shape. Every key is optional; unknown keys are errors so a
@@ -134,6 +144,9 @@ struct FileConfig {
     max_upload_bytes: Option<u64>,
     max_files: Option<u64>,
     watch: Option<WatchMode>,
+    workers: Option<usize>,
+    precompress: Option<bool>,
+    precompress_budget_bytes: Option<u64>,
     #[serde(default)]
     services: BTreeMap<String, ServiceConfig>,
 }
@@ -173,6 +186,9 @@ impl Config {
         take!(max_upload_bytes);
         take!(max_files);
         take!(watch);
+        take!(workers);
+        take!(precompress);
+        take!(precompress_budget_bytes);
         if let Some(secs) = file.header_read_timeout_secs {
             config.header_read_timeout = Duration::from_secs(secs);
         }
@@ -204,6 +220,9 @@ impl Config {
         if let Some(format) = overrides.log_format {
             config.log_format = format;
         }
+        if let Some(workers) = overrides.workers {
+            config.workers = workers;
+        }
         config.admin_token = config.admin_token.filter(|t| !t.is_empty());
         config.validate()?;
         Ok(config)
@@ -233,6 +252,16 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The number of async worker threads to run: `workers`, or when 0 the
+    /// CPUs this process may use (`available_parallelism` follows the
+    /// cgroup CPU quota of a container).
+    pub fn worker_threads(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 
     /// The per-service settings, or the defaults for a service not in the file.

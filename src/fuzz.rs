@@ -14,13 +14,18 @@ use crate::store::ingest::{self, Limits};
 /// The path decoder never yields a segment that could step outside the
 /// deployment: no `..`, no `/`, `\`, NUL or control characters.
 pub fn check_path(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(decoded) = path::decode(text) {
         for segment in &decoded.segments {
             assert!(!segment.is_empty());
             assert_ne!(segment, "..");
             assert!(!segment.contains(['/', '\\']), "{segment:?}");
-            assert!(!segment.chars().any(|c| (c as u32) < 0x20 || c == '\u{7f}'), "{segment:?}");
+            assert!(
+                !segment.chars().any(|c| (c as u32) < 0x20 || c == '\u{7f}'),
+                "{segment:?}"
+            );
         }
     }
 }
@@ -39,8 +44,15 @@ pub fn check_range(data: &[u8]) {
 
 /// Negotiation only ever picks an encoding that is available.
 pub fn check_accept_encoding(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let subsets: [&[Encoding]; 4] = [&[], &[Encoding::Gzip], &[Encoding::Br, Encoding::Zstd], &Encoding::ALL];
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let subsets: [&[Encoding]; 4] = [
+        &[],
+        &[Encoding::Gzip],
+        &[Encoding::Br, Encoding::Zstd],
+        &Encoding::ALL,
+    ];
     for available in subsets {
         if let Some(chosen) = encoding::negotiate(Some(text), available.iter().copied()) {
             assert!(available.contains(&chosen));
@@ -50,9 +62,17 @@ pub fn check_accept_encoding(data: &[u8]) {
 
 /// Conditional evaluation never panics, whichever header carries the bytes.
 pub fn check_conditional(data: &[u8]) {
-    let Ok(value) = HeaderValue::from_bytes(data) else { return };
+    let Ok(value) = HeaderValue::from_bytes(data) else {
+        return;
+    };
     let modified = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-    for name in ["if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range"] {
+    for name in [
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "if-range",
+    ] {
         let mut headers = HeaderMap::new();
         headers.insert(http::header::HeaderName::from_static(name), value.clone());
         let _ = conditional::evaluate(&headers, "\"abc\"", modified);
@@ -64,7 +84,9 @@ pub fn check_conditional(data: &[u8]) {
 /// panic, nothing written outside the upload directory, and on success
 /// every manifest entry is on disk with its digest.
 pub fn check_ingest(data: &[u8]) {
-    let Ok(root) = tempfile::tempdir() else { return };
+    let Ok(root) = tempfile::tempdir() else {
+        return;
+    };
     let dest = root.path().join("up.tmp");
     if std::fs::create_dir(&dest).is_err() {
         return;
@@ -79,14 +101,20 @@ pub fn check_ingest(data: &[u8]) {
     let outside: Vec<_> = std::fs::read_dir(root.path())
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
-    assert_eq!(outside, vec![std::ffi::OsString::from("up.tmp")], "wrote outside the upload directory");
+    assert_eq!(
+        outside,
+        vec![std::ffi::OsString::from("up.tmp")],
+        "wrote outside the upload directory"
+    );
     if let Ok(extracted) = result {
         for (path, digest) in &extracted.manifest {
             let file = dest.join(path);
             let meta = std::fs::symlink_metadata(&file).unwrap_or_else(|e| panic!("{path}: {e}"));
             assert!(meta.is_file(), "{path} is not a regular file");
             let mut bytes = Vec::new();
-            std::fs::File::open(&file).and_then(|mut f| f.read_to_end(&mut bytes)).unwrap();
+            std::fs::File::open(&file)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .unwrap();
             use sha2::Digest;
             assert_eq!(&hex::encode(sha2::Sha256::digest(&bytes)), digest, "{path}");
         }

@@ -193,6 +193,9 @@ struct ServeArgs {
     /// Log format [default: text]
     #[arg(long, env = "PROJECT_HTTP_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// Async worker threads; 0 = one per CPU of the container's quota [default: 0]
+    #[arg(long, env = "PROJECT_HTTP_WORKERS")]
+    workers: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -404,6 +407,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         admin_token: args.admin_token,
         keep: args.keep,
         log_format: args.log_format,
+        workers: args.workers,
     };
     let config = match Config::load(&overrides) {
         Ok(config) => config,
@@ -414,7 +418,11 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     {
         return fail(e);
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads())
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => return fail(anyhow::Error::new(e).context("cannot start the async runtime")),
     };

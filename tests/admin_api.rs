@@ -901,3 +901,82 @@ fn stalled_upload_times_out_and_leaves_nothing() {
     assert_eq!(entries(&data.join("web")), before);
     assert_eq!(server.get("/s/web/").text(), "<h1>kept</h1>");
 }
+
+/// Deploy-time precompression: text files get `.br` and `.gz` siblings,
+/// served per Accept-Encoding and identical to the original once decoded.
+#[test]
+fn text_files_are_precompressed_at_deploy_time() {
+    use std::io::Read as _;
+    let root = Root::new();
+    let (server, admin) = start(root.path(), &[]);
+    let html = "<!doctype html><p>precompressed at deploy time</p>\n".repeat(100);
+    let css = "body { color: #123456; margin: 0 auto; }\n".repeat(80);
+    let png: Vec<u8> = (0..4000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let r = upload(
+        admin,
+        "web",
+        "",
+        &tar_of(&[
+            ("index.html", html.as_bytes()),
+            ("site.css", css.as_bytes()),
+            ("tiny.js", b"x=1"),
+            ("img.png", &png),
+        ]),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        json(&r)["files"],
+        4,
+        "siblings are not counted as uploaded files"
+    );
+
+    for (path, original) in [
+        ("/s/web/", html.as_bytes()),
+        ("/s/web/site.css", css.as_bytes()),
+    ] {
+        let br = common::get(server.addr, path, &[("Accept-Encoding", "gzip, br")]);
+        assert_eq!(br.header("content-encoding"), Some("br"), "{path}");
+        assert!(br.body.len() < original.len() / 2);
+        let mut decoded = Vec::new();
+        brotli::Decompressor::new(&br.body[..], 4096)
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, original, "{path}: br decodes to the original");
+
+        let gz = common::get(server.addr, path, &[("Accept-Encoding", "gzip")]);
+        assert_eq!(gz.header("content-encoding"), Some("gzip"));
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&gz.body[..])
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, original, "{path}: gzip decodes to the original");
+
+        let plain = server.get(path);
+        assert_eq!(plain.header("content-encoding"), None);
+        assert_eq!(plain.body, original);
+        assert_eq!(plain.header("vary"), Some("Accept-Encoding"));
+        assert_ne!(plain.header("etag"), br.header("etag"));
+    }
+    for path in ["/s/web/tiny.js", "/s/web/img.png"] {
+        let r = common::get(server.addr, path, &[("Accept-Encoding", "gzip, br")]);
+        assert_eq!(
+            r.header("content-encoding"),
+            None,
+            "{path} is not precompressed"
+        );
+    }
+    // The same upload again keeps its id: siblings are not part of the digest.
+    let again = upload(
+        admin,
+        "web",
+        "",
+        &tar_of(&[
+            ("index.html", html.as_bytes()),
+            ("site.css", css.as_bytes()),
+            ("tiny.js", b"x=1"),
+            ("img.png", &png),
+        ]),
+    );
+    assert_eq!(again.status, 200);
+    assert_eq!(json(&again)["id"], json(&r)["id"]);
+}

@@ -6,11 +6,13 @@
 
 use std::path::Path;
 
-use proptest::prelude::*;
 use project_http::fuzz;
+use proptest::prelude::*;
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
         .flatten()
@@ -24,18 +26,26 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
 /// A corpus entry with a few bytes overwritten, inserted or cut.
 fn mutated(target: &'static str) -> impl Strategy<Value = Vec<u8>> {
     let seeds = corpus(target);
-    (0..seeds.len(), proptest::collection::vec((any::<u16>(), any::<u8>(), 0u8..3), 0..8)).prop_map(move |(i, edits)| {
-        let mut data = seeds[i].clone();
-        for (at, byte, kind) in edits {
-            let at = if data.is_empty() { 0 } else { at as usize % data.len() };
-            match kind {
-                0 if !data.is_empty() => data[at] = byte,
-                1 => data.insert(at, byte),
-                _ => data.truncate(at),
+    (
+        0..seeds.len(),
+        proptest::collection::vec((any::<u16>(), any::<u8>(), 0u8..3), 0..8),
+    )
+        .prop_map(move |(i, edits)| {
+            let mut data = seeds[i].clone();
+            for (at, byte, kind) in edits {
+                let at = if data.is_empty() {
+                    0
+                } else {
+                    at as usize % data.len()
+                };
+                match kind {
+                    0 if !data.is_empty() => data[at] = byte,
+                    1 => data.insert(at, byte),
+                    _ => data.truncate(at),
+                }
             }
-        }
-        data
-    })
+            data
+        })
 }
 
 fn replay(target: &str, check: fn(&[u8])) {

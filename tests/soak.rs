@@ -17,11 +17,20 @@ fn site(version: u32) -> Vec<u8> {
     let files: Vec<(String, Vec<u8>)> = (0..FILES)
         .map(|i| {
             let size = if i % 10 == 0 { 200_000 } else { 1_000 + i * 37 };
-            (format!("assets/f{i}.txt"), vec![b'a' + (version % 26) as u8; size])
+            (
+                format!("assets/f{i}.txt"),
+                vec![b'a' + (version % 26) as u8; size],
+            )
         })
-        .chain(std::iter::once(("index.html".to_string(), format!("v{version}").into_bytes())))
+        .chain(std::iter::once((
+            "index.html".to_string(),
+            format!("v{version}").into_bytes(),
+        )))
         .collect();
-    let borrowed: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (p.as_str(), d.as_slice())).collect();
+    let borrowed: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, d)| (p.as_str(), d.as_slice()))
+        .collect();
     tar_of(&borrowed)
 }
 
@@ -35,17 +44,25 @@ fn status_field(pid: u32, key: &str) -> u64 {
 }
 
 fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[test]
 fn soak_mixed_load_with_deploys_and_rollbacks() {
-    let seconds: u64 = std::env::var("PROJECT_HTTP_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let seconds: u64 = std::env::var("PROJECT_HTTP_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
     let root = Root::new();
     let server = Server::start(root.path(), &["--admin-token", "soak"]);
     let admin = server.admin_addr();
     let auth = [("Authorization", "Bearer soak")];
-    assert_eq!(send(admin, "POST", "/services/web/deployments", &auth, &site(0)).status, 201);
+    assert_eq!(
+        send(admin, "POST", "/services/web/deployments", &auth, &site(0)).status,
+        201
+    );
     let pid = server.child.id();
     // Warm up: every file once, so the in-memory cache is filled.
     for i in 0..FILES {
@@ -63,9 +80,15 @@ fn soak_mixed_load_with_deploys_and_rollbacks() {
             std::thread::spawn(move || {
                 let mut n = t;
                 while !stop.load(Ordering::Relaxed) {
-                    n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    n = n
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     let pick = (n >> 33) as usize % (FILES + 1);
-                    let path = if pick == FILES { "/s/web/".to_string() } else { format!("/s/web/assets/f{pick}.txt") };
+                    let path = if pick == FILES {
+                        "/s/web/".to_string()
+                    } else {
+                        format!("/s/web/assets/f{pick}.txt")
+                    };
                     let r = common::get(addr, &path, &[]);
                     if (200..400).contains(&r.status) {
                         ok.fetch_add(1, Ordering::Relaxed);
@@ -86,7 +109,13 @@ fn soak_mixed_load_with_deploys_and_rollbacks() {
         let now = started.elapsed();
         if now >= next_deploy {
             deploys += 1;
-            let r = send(admin, "POST", "/services/web/deployments", &auth, &site(deploys));
+            let r = send(
+                admin,
+                "POST",
+                "/services/web/deployments",
+                &auth,
+                &site(deploys),
+            );
             admin_errors += u32::from(r.status != 201);
             next_deploy += Duration::from_secs(2);
         }
@@ -112,7 +141,13 @@ fn soak_mixed_load_with_deploys_and_rollbacks() {
     assert_eq!(bad, 0, "non-2xx/3xx answers during the soak");
     assert_eq!(admin_errors, 0);
     assert!(ok > 100, "the readers did run: {ok}");
-    assert!(fds_end <= fds_start + 4, "descriptors grew: {fds_start} → {fds_end}");
+    assert!(
+        fds_end <= fds_start + 4,
+        "descriptors grew: {fds_start} → {fds_end}"
+    );
     // Flat memory: retention bounds what is held; allow allocator slack.
-    assert!(rss_end < rss_start * 2 + 32 * 1024, "RSS grew: {rss_start} → {rss_end} kB");
+    assert!(
+        rss_end < rss_start * 2 + 32 * 1024,
+        "RSS grew: {rss_start} → {rss_end} kB"
+    );
 }

@@ -22,7 +22,7 @@ use crate::serve::body::Body;
 use crate::site::{self, Deployment, IndexOptions};
 use crate::store::deployments::{self, Committed};
 use crate::store::ingest::{self, IngestError, LimitExceeded, Limits};
-use crate::store::{self, flip, StoreError};
+use crate::store::{self, flip, precompress, StoreError};
 
 /// Upload chunks in flight between the socket and the extractor.
 const CHANNEL_CHUNKS: usize = 8;
@@ -189,6 +189,23 @@ pub async fn upload(
         .await
         .unwrap_or_else(|e| Err(IngestError::Io(format!("extractor panicked: {e}"))));
     pump.abort();
+    let extracted = match extracted {
+        Ok(extracted) if config.precompress => {
+            let (dir, budget) = (upload_dir.clone(), config.precompress_budget_bytes);
+            tokio::task::spawn_blocking(move || {
+                let added = precompress::precompress(&dir, &extracted.manifest, budget)
+                    .map_err(|e| IngestError::from_io(e, "precompressing"))?;
+                let mut extracted = extracted;
+                // Siblings join the manifest (their ETags), not the digest (the id).
+                extracted.manifest.extend(added.siblings);
+                extracted.manifest.sort();
+                Ok(extracted)
+            })
+            .await
+            .unwrap_or_else(|e| Err(IngestError::Io(format!("precompression panicked: {e}"))))
+        }
+        other => other,
+    };
     let extracted = match extracted {
         Ok(extracted) => extracted,
         Err(error) => {

@@ -17,6 +17,7 @@ pub mod flip;
 pub mod ingest;
 pub mod lock;
 pub mod meta;
+pub mod precompress;
 pub mod writer;
 
 use std::io;
