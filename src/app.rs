@@ -168,7 +168,7 @@ pub async fn start(config: &Config) -> Result<Running> {
             let service = response
                 .extensions()
                 .get::<ServedFrom>()
-                .map_or("-", |s| s.service.as_str());
+                .map_or("-", |s| s.0.service.as_str());
             metrics.record_request(service, status, bytes);
             response
         }

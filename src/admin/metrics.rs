@@ -11,7 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Default)]
 struct Counters {
-    requests: BTreeMap<(String, u16), u64>,
+    /// service → status → count (nested so a hit needs no allocation).
+    requests: BTreeMap<String, BTreeMap<u16, u64>>,
     response_bytes: BTreeMap<String, u64>,
     deploys: BTreeMap<String, u64>,
     failures: BTreeMap<String, u64>,
@@ -40,13 +41,18 @@ impl Metrics {
     /// One public request (`service` is "-" when none answered).
     pub fn record_request(&self, service: &str, status: u16, bytes: u64) {
         self.with(|c| {
-            match c.requests.get_mut(&(service.to_string(), status)) {
-                Some(n) => *n += 1,
+            match c.requests.get_mut(service) {
+                Some(statuses) => *statuses.entry(status).or_default() += 1,
                 None => {
-                    c.requests.insert((service.to_string(), status), 1);
+                    c.requests.insert(service.to_string(), BTreeMap::from([(status, 1)]));
                 }
             }
-            *c.response_bytes.entry(service.to_string()).or_default() += bytes;
+            match c.response_bytes.get_mut(service) {
+                Some(total) => *total += bytes,
+                None => {
+                    c.response_bytes.insert(service.to_string(), bytes);
+                }
+            }
         });
     }
 
@@ -79,11 +85,13 @@ impl Metrics {
                 "counter",
                 "Public requests by service and status.",
             );
-            for ((service, status), n) in &c.requests {
-                let _ = writeln!(
-                    out,
-                    "project_http_requests_total{{service=\"{service}\",status=\"{status}\"}} {n}"
-                );
+            for (service, statuses) in &c.requests {
+                for (status, n) in statuses {
+                    let _ = writeln!(
+                        out,
+                        "project_http_requests_total{{service=\"{service}\",status=\"{status}\"}} {n}"
+                    );
+                }
             }
             per_service(
                 &mut out,

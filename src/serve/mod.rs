@@ -71,10 +71,7 @@ pub struct PublicState {
 
 /// Which deployment answered; put in the response's extensions for the access log.
 #[derive(Debug, Clone)]
-pub struct ServedFrom {
-    pub service: String,
-    pub deployment: String,
-}
+pub struct ServedFrom(pub Arc<Deployment>);
 
 /// Answers one public request.
 pub async fn handle<B>(state: &PublicState, request: &Request<B>) -> Response<Body> {
@@ -169,10 +166,7 @@ impl SiteRequest<'_> {
             return plain(StatusCode::NOT_FOUND, "not found: no such service");
         };
         let mut response = self.answer_from(&deployment, service, rel).await;
-        response.extensions_mut().insert(ServedFrom {
-            service: deployment.service.clone(),
-            deployment: deployment.id.clone(),
-        });
+        response.extensions_mut().insert(ServedFrom(deployment));
         response
     }
 
@@ -310,7 +304,7 @@ pub fn log_access(
     };
     let duration_us = started.elapsed().as_micros() as u64;
     let (service, deployment) = match response.extensions().get::<ServedFrom>() {
-        Some(s) => (s.service.as_str(), s.deployment.as_str()),
+        Some(ServedFrom(d)) => (d.service.as_str(), d.id.as_str()),
         None => ("-", "-"),
     };
     tracing::info!(target: "access", method = %method, path, status, bytes, duration_us, service, deployment);
