@@ -420,17 +420,30 @@ async fn prune_locked(state: &AdminState, service: &str, keep: usize) {
     }
 }
 
-/// `POST /services/{service}/activate`
-pub async fn activate(state: &AdminState, service: &str, id: &str, event: &str) -> Response<Body> {
+/// Refuses an invalid deployment id, then takes the service lock.
+async fn checked_id_and_lock(
+    state: &AdminState,
+    service: &str,
+    id: &str,
+) -> Result<store::lock::ServiceGuard, Response<Body>> {
     if !store::is_valid_name(id) || id == store::CURRENT {
-        return error_response(
+        return Err(error_response(
             StatusCode::BAD_REQUEST,
             &format!("invalid deployment id {id:?}"),
-        );
+        ));
     }
-    let _guard = match state.locks.lock(&state.layout, service).await {
+    state
+        .locks
+        .lock(&state.layout, service)
+        .await
+        .map_err(|e| internal(&e))
+}
+
+/// `POST /services/{service}/activate`
+pub async fn activate(state: &AdminState, service: &str, id: &str, event: &str) -> Response<Body> {
+    let _guard = match checked_id_and_lock(state, service, id).await {
         Ok(guard) => guard,
-        Err(e) => return internal(&e),
+        Err(response) => return response,
     };
     match activate_locked(state, service, id, event).await {
         Ok(previous) => json_response(
@@ -479,15 +492,9 @@ pub async fn rollback(state: &AdminState, service: &str) -> Response<Body> {
 
 /// `DELETE /services/{service}/deployments/{id}`
 pub async fn delete(state: &AdminState, service: &str, id: &str) -> Response<Body> {
-    if !store::is_valid_name(id) || id == store::CURRENT {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            &format!("invalid deployment id {id:?}"),
-        );
-    }
-    let _guard = match state.locks.lock(&state.layout, service).await {
+    let _guard = match checked_id_and_lock(state, service, id).await {
         Ok(guard) => guard,
-        Err(e) => return internal(&e),
+        Err(response) => return response,
     };
     let (layout, name, target) = (state.layout.clone(), service.to_string(), id.to_string());
     match tokio::task::spawn_blocking(move || deployments::delete(&layout, &name, &target)).await {

@@ -44,7 +44,8 @@ impl Metrics {
             match c.requests.get_mut(service) {
                 Some(statuses) => *statuses.entry(status).or_default() += 1,
                 None => {
-                    c.requests.insert(service.to_string(), BTreeMap::from([(status, 1)]));
+                    c.requests
+                        .insert(service.to_string(), BTreeMap::from([(status, 1)]));
                 }
             }
             match c.response_bytes.get_mut(service) {

@@ -265,19 +265,7 @@ fn open_source(path: &Path, is_dir: bool) -> Result<(Box<dyn Read + Send>, u64, 
 
 fn tree_size(dir: &Path) -> u64 {
     let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(entry.path()),
-                Ok(t) if t.is_file() => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
-                _ => {}
-            }
-        }
-    }
+    crate::store::for_each_file(dir, false, |meta| total += meta.len());
     total
 }
 

@@ -93,27 +93,11 @@ pub fn rfc3339(time: SystemTime) -> String {
 }
 
 fn count_tree(dir: &Path) -> (u64, u64) {
-    let mut files = 0;
-    let mut bytes = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(entry.path()),
-                Ok(t) if t.is_file() => {
-                    files += 1;
-                    bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
-                }
-                _ => {}
-            }
-        }
-    }
+    let (mut files, mut bytes) = (0, 0);
+    super::for_each_file(dir, true, |meta| {
+        files += 1;
+        bytes += meta.len();
+    });
     (files, bytes)
 }
 

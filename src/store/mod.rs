@@ -190,26 +190,40 @@ impl Layout {
     }
 }
 
-/// Bytes on disk under `dir`, each inode counted once (hard links shared
-/// between deployments are not counted twice).
-pub fn disk_usage(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
-    let mut total = 0;
+/// Calls `visit` with the metadata of every regular file under `dir`
+/// (symlinks are not followed; entries starting with `.` are skipped when
+/// `skip_hidden`). Unreadable directories are passed over.
+pub fn for_each_file(dir: &Path, skip_hidden: bool, mut visit: impl FnMut(&std::fs::Metadata)) {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
+            if skip_hidden && entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
             let Ok(meta) = entry.metadata() else { continue };
             if meta.is_dir() {
                 stack.push(entry.path());
-            } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
-                total += meta.blocks() * 512;
+            } else if meta.is_file() {
+                visit(&meta);
             }
         }
     }
+}
+
+/// Bytes on disk under `dir`, each inode counted once (hard links shared
+/// between deployments are not counted twice).
+pub fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    for_each_file(dir, false, |meta| {
+        if seen.insert((meta.dev(), meta.ino())) {
+            total += meta.blocks() * 512;
+        }
+    });
     total
 }
 
