@@ -279,3 +279,69 @@ fn the_admin_token_never_appears_in_logs() {
         );
     }
 }
+
+/// Regression: with the common soft limit of open files (here 256), the
+/// server used to stop accepting at ~250 connections. It now raises the
+/// soft limit to the hard one at start.
+#[test]
+fn a_low_open_files_soft_limit_is_raised_at_start() {
+    use std::os::unix::process::CommandExt;
+    project_http::app::raise_fd_limit();
+    let root = Root::new();
+    site(&root);
+    let mut command = std::process::Command::new(common::binary());
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--root",
+        ])
+        .arg(root.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: only async-signal-safe libc calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+            limit.rlim_cur = 256;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr = common::Lines::default();
+    stderr.collect_from(child.stderr.take().unwrap());
+    let line = stderr
+        .wait_for("listening", Duration::from_secs(20))
+        .expect("started");
+    let addr: std::net::SocketAddr = common::field(&line, "public")
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let held: Vec<TcpStream> = (0..600)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut probe = TcpStream::connect(addr).unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    probe
+        .write_all(b"GET /s/web/a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = probe.read_to_end(&mut answer);
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(held);
+    let (r, _) = parse_response(&answer, false).expect("answered past 256 descriptors");
+    assert_eq!(r.text(), "A");
+}

@@ -77,6 +77,11 @@ impl Lines {
         None
     }
 
+    /// Collects the lines of `stream` from now on (a reader thread).
+    pub fn collect_from(&self, stream: impl Read + Send + 'static) {
+        self.clone().collect(stream);
+    }
+
     fn collect(self, stream: impl Read + Send + 'static) {
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines() {
