@@ -27,6 +27,8 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 /// Files up to this size are sent from one memory mapping (one blocking
 /// hop, no read copies); larger ones are streamed in chunks.
 const MAP_LIMIT: u64 = 64 << 20;
+/// Up to this size the mapping is made on the async worker itself.
+const INLINE_MAP_LIMIT: u64 = 4 << 20;
 
 /// A read-only mapping of part of a file, owned by the `Bytes` made from it.
 struct Mapping {
@@ -98,7 +100,14 @@ fn map_range(path: &Path, start: u64, len: u64) -> io::Result<Bytes> {
 /// Opening happens before the response head is sent, so a file that vanished
 /// from under the server becomes an error status, not a truncated 200.
 pub async fn file_range(path: &Path, start: u64, len: u64) -> io::Result<Body> {
+    if len <= INLINE_MAP_LIMIT {
+        // Inline, not on the blocking pool: open + mmap of a file in the
+        // page cache costs microseconds, less than the thread hop.
+        return Ok(full(map_range(path, start, len)?));
+    }
     if len <= MAP_LIMIT {
+        // Large: prefaulting could read from disk for long; keep it off
+        // the async workers.
         let owned = path.to_path_buf();
         let bytes = tokio::task::spawn_blocking(move || map_range(&owned, start, len))
             .await
