@@ -16,11 +16,7 @@ const TOKEN: &str = "test-token-5f2a";
 const AUTH: (&str, &str) = ("Authorization", "Bearer test-token-5f2a");
 
 fn start(root: &Path, extra: &[&str]) -> (Server, SocketAddr) {
-    let mut args = vec!["--admin-token", TOKEN];
-    args.extend_from_slice(extra);
-    let server = Server::start(root, &args);
-    let admin = server.admin_addr();
-    (server, admin)
+    Server::start_with_token(root, TOKEN, extra)
 }
 
 fn upload(admin: SocketAddr, service: &str, query: &str, body: &[u8]) -> Response {

@@ -17,11 +17,7 @@ const TOKEN: &str = "faults-token";
 const AUTH: (&str, &str) = ("Authorization", "Bearer faults-token");
 
 fn start(root: &Path, extra: &[&str]) -> (Server, SocketAddr) {
-    let mut args = vec!["--admin-token", TOKEN];
-    args.extend_from_slice(extra);
-    let server = Server::start(root, &args);
-    let admin = server.admin_addr();
-    (server, admin)
+    Server::start_with_token(root, TOKEN, extra)
 }
 
 /// A version of the site: index.html names the version, data.bin is large

@@ -334,6 +334,15 @@ pub fn entries(dir: &Path) -> Vec<String> {
 }
 
 impl Server {
+    /// Starts with an admin token; returns the server and its admin address.
+    pub fn start_with_token(root: &Path, token: &str, extra: &[&str]) -> (Server, SocketAddr) {
+        let mut args = vec!["--admin-token", token];
+        args.extend_from_slice(extra);
+        let server = Server::start(root, &args);
+        let admin = server.admin_addr();
+        (server, admin)
+    }
+
     /// The admin address from the "listening" line.
     pub fn admin_addr(&self) -> SocketAddr {
         let line = self
