@@ -289,43 +289,22 @@ fn a_low_open_files_soft_limit_is_raised_at_start() {
     project_http::app::raise_fd_limit();
     let root = Root::new();
     site(&root);
-    let mut command = std::process::Command::new(common::binary());
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--root",
-        ])
-        .arg(root.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    // SAFETY: only async-signal-safe libc calls between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            let mut limit = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-            limit.rlim_cur = 256;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().unwrap();
-    let stderr = common::Lines::default();
-    stderr.collect_from(child.stderr.take().unwrap());
-    let line = stderr
-        .wait_for("listening", Duration::from_secs(20))
-        .expect("started");
-    let addr: std::net::SocketAddr = common::field(&line, "public")
-        .unwrap()
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
+    let server = Server::start_custom(root.path(), &[], |command| {
+        // SAFETY: only async-signal-safe libc calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+                limit.rlim_cur = 256;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                Ok(())
+            });
+        }
+    });
+    let addr = server.addr;
     let held: Vec<TcpStream> = (0..600)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
@@ -339,8 +318,7 @@ fn a_low_open_files_soft_limit_is_raised_at_start() {
         .unwrap();
     let mut answer = Vec::new();
     let _ = probe.read_to_end(&mut answer);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     drop(held);
     let (r, _) = parse_response(&answer, false).expect("answered past 256 descriptors");
     assert_eq!(r.text(), "A");

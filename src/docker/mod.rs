@@ -165,9 +165,7 @@ pub fn first_network(container: &ContainerInspectResponse) -> Option<String> {
 /// Admin URL and token of a running project container, reached by its IP
 /// on its network (the admin port is never published on the host).
 pub fn admin_endpoint(container: &ContainerInspectResponse) -> Result<(String, Option<String>)> {
-    let network = first_network(container).context("the project container is on no network")?;
-    let ip = ip_on(container, &network)
-        .context("the project container has no IP address: is it running?")?;
+    let ip = container_ip(container)?;
     Ok((
         format!("http://{ip}:{ADMIN_PORT}"),
         env_value(container, TOKEN_ENV),
@@ -176,8 +174,11 @@ pub fn admin_endpoint(container: &ContainerInspectResponse) -> Result<(String, O
 
 /// The public URL of a running project container.
 pub fn public_endpoint(container: &ContainerInspectResponse) -> Result<String> {
+    Ok(format!("http://{}:{PUBLIC_PORT}", container_ip(container)?))
+}
+
+/// The container's address on its (first) network.
+fn container_ip(container: &ContainerInspectResponse) -> Result<String> {
     let network = first_network(container).context("the project container is on no network")?;
-    let ip = ip_on(container, &network)
-        .context("the project container has no IP address: is it running?")?;
-    Ok(format!("http://{ip}:{PUBLIC_PORT}"))
+    ip_on(container, &network).context("the project container has no IP address: is it running?")
 }

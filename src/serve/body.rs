@@ -64,12 +64,7 @@ fn map_range(path: &Path, start: u64, len: u64) -> io::Result<Bytes> {
     use std::os::unix::io::AsRawFd;
     let file = std::fs::File::open(path)?;
     let on_disk = file.metadata()?.len();
-    if start.checked_add(len).is_none_or(|end| end > on_disk) {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("{} is shorter than indexed", path.display()),
-        ));
-    }
+    check_range(path, on_disk, start, len)?;
     if len == 0 {
         return Ok(Bytes::new());
     }
@@ -96,6 +91,19 @@ fn map_range(path: &Path, start: u64, len: u64) -> io::Result<Bytes> {
     Ok(bytes.slice(delta..delta + len as usize))
 }
 
+/// The range must lie inside the file as it is on disk now (it was
+/// checked against the indexed size; a changed file is an error, never a
+/// short body).
+fn check_range(path: &Path, on_disk: u64, start: u64, len: u64) -> io::Result<()> {
+    if start.checked_add(len).is_none_or(|end| end > on_disk) {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("{} is shorter than indexed", path.display()),
+        ));
+    }
+    Ok(())
+}
+
 /// Opens `path` and returns a body of `len` bytes from `start`.
 /// Opening happens before the response head is sent, so a file that vanished
 /// from under the server becomes an error status, not a truncated 200.
@@ -116,12 +124,7 @@ pub async fn file_range(path: &Path, start: u64, len: u64) -> io::Result<Body> {
     }
     let mut file = tokio::fs::File::open(path).await?;
     let on_disk = file.metadata().await?.len();
-    if start.checked_add(len).is_none_or(|end| end > on_disk) {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("{} is shorter than indexed", path.display()),
-        ));
-    }
+    check_range(path, on_disk, start, len)?;
     if start > 0 {
         file.seek(io::SeekFrom::Start(start)).await?;
     }

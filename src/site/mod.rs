@@ -51,8 +51,6 @@ pub struct ScanReport {
     /// Services skipped because their current deployment could not be loaded
     /// (the caller logs them; the watcher only when the set changes).
     pub broken: Vec<(String, String)>,
-    /// (service, deployment id) newly published by this scan.
-    pub changed: Vec<(String, String)>,
 }
 
 /// Scans the root and makes the registry match the disk: every service's
@@ -86,10 +84,7 @@ pub fn scan(
         }
         match refresh(layout, registry, options, service) {
             Refresh::Unchanged(id) => report.served.push((service.clone(), id)),
-            Refresh::Published(id) => {
-                report.served.push((service.clone(), id.clone()));
-                report.changed.push((service.clone(), id));
-            }
+            Refresh::Published(id) => report.served.push((service.clone(), id)),
             Refresh::Empty => report.empty.push(service.clone()),
             Refresh::Broken(message) => report.broken.push((service.clone(), message)),
             Refresh::Moved => {}

@@ -77,11 +77,6 @@ impl Lines {
         None
     }
 
-    /// Collects the lines of `stream` from now on (a reader thread).
-    pub fn collect_from(&self, stream: impl Read + Send + 'static) {
-        self.clone().collect(stream);
-    }
-
     fn collect(self, stream: impl Read + Send + 'static) {
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines() {
@@ -110,6 +105,20 @@ impl Server {
     }
 
     pub fn start_with_env(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_custom(root, extra, |command| {
+            for (k, v) in env {
+                command.env(k, v);
+            }
+        })
+    }
+
+    /// Starts `serve` on loopback ports after `customize` has adjusted the
+    /// command (environment, pre-exec limits), and waits until it listens.
+    pub fn start_custom(
+        root: &Path,
+        extra: &[&str],
+        customize: impl FnOnce(&mut Command),
+    ) -> Server {
         let mut command = Command::new(binary());
         command
             .arg("serve")
@@ -122,9 +131,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (k, v) in env {
-            command.env(k, v);
-        }
+        customize(&mut command);
         let mut child = command.spawn().expect("start project-http");
         let stdout = Lines::default();
         let stderr = Lines::default();
