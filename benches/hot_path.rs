@@ -10,8 +10,10 @@ use arc_swap::ArcSwap;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::Request;
 use project_http::config::Config;
+use project_http::serve::io::FileIo;
 use project_http::serve::{handle, path, PublicState, Settings};
-use project_http::site::{Deployment, IndexOptions, Registry};
+use project_http::site::{Deployment, IndexOptions, Registry, Retained};
+use project_http::store::Layout;
 
 fn site(files: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -40,6 +42,8 @@ fn bench(c: &mut Criterion) {
     let state = PublicState {
         registry,
         settings: ArcSwap::from_pointee(Settings::from_config(&config).unwrap()),
+        io: FileIo::Epoll,
+        retained: Arc::new(Retained::new(Layout::new(dir.path()))),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -15,6 +15,7 @@ fn main() -> anyhow::Result<()> {
         max_files: u64::MAX / 4,
         require_index: false,
         strip_components: 0,
+        partial: false,
     };
     let extracted = extract(
         std::io::BufReader::with_capacity(256 * 1024, file),

@@ -17,10 +17,11 @@ use crate::admin::events::Events;
 use crate::admin::metrics::Metrics;
 use crate::admin::AdminState;
 use crate::config::{Config, Overrides};
+use crate::serve::io::FileIo;
 use crate::serve::listener::{self, ListenOptions};
-use crate::serve::ServedFrom;
 use crate::serve::{PublicState, Settings};
-use crate::site::{self, Registry};
+use crate::serve::{ServedFrom, SkewServed};
+use crate::site::{self, Registry, Retained};
 use crate::store::lock::ServiceLocks;
 use crate::store::Layout;
 use crate::watch::Watch;
@@ -33,6 +34,7 @@ pub struct Running {
     pub public: Arc<PublicState>,
     pub admin: Arc<AdminState>,
     pub layout: Layout,
+    watch: Watch,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -60,24 +62,28 @@ impl Running {
         self.public
             .settings
             .store(Arc::new(Settings::from_config(&config)?));
-        rescan(&self.layout, &self.registry, &config, false).await?;
+        // The admin API and the watcher read this one (retention, limits,
+        // index options).
+        self.admin.config.store(Arc::new(config.clone()));
+        // Through the watcher's path: each service under its lock, so an
+        // upload publishing meanwhile is never undone by a stale listing.
+        self.watch.resync().await;
         Ok(config)
     }
 }
 
-/// Scans the root on a blocking thread (index builds read files) and logs the result.
-async fn rescan(
+/// Scans the root on a blocking thread (index builds read files), removing
+/// unfinished uploads (none can be running yet), and logs the result.
+async fn scan_at_startup(
     layout: &Layout,
     registry: &Arc<Registry>,
     config: &Config,
-    clean_tmp: bool,
 ) -> Result<site::ScanReport> {
     let (layout, registry, config) = (layout.clone(), registry.clone(), config.clone());
     let started = Instant::now();
-    let report =
-        tokio::task::spawn_blocking(move || site::scan(&layout, &registry, &config, clean_tmp))
-            .await
-            .context("root scan panicked")??;
+    let report = tokio::task::spawn_blocking(move || site::scan(&layout, &registry, &config))
+        .await
+        .context("root scan panicked")??;
     for (service, id) in &report.served {
         tracing::info!(service, deployment = id, "serving");
     }
@@ -114,11 +120,22 @@ pub async fn start(config: &Config) -> Result<Running> {
         .with_context(|| format!("cannot resolve root {}", config.root.display()))?;
     let layout = Layout::new(root);
     let registry = Arc::new(Registry::new());
-    let report = rescan(&layout, &registry, config, true).await?;
+    let report = scan_at_startup(&layout, &registry, config).await?;
 
+    let (file_io, fallback) = FileIo::start(config.io_backend, config.worker_threads())?;
+    match fallback {
+        Some(reason) => tracing::info!(
+            io_backend = file_io.backend().name(),
+            reason,
+            "file I/O backend (io_uring not available, using epoll)"
+        ),
+        None => tracing::info!(io_backend = file_io.backend().name(), "file I/O backend"),
+    }
     let public_state = Arc::new(PublicState {
         registry: registry.clone(),
         settings: ArcSwap::from_pointee(Settings::from_config(config)?),
+        io: file_io,
+        retained: Arc::new(Retained::new(layout.clone())),
     });
     let shared_config = Arc::new(ArcSwap::from_pointee(config.clone()));
     let admin_state = Arc::new(AdminState {
@@ -129,6 +146,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         metrics: Arc::new(Metrics::default()),
         config: shared_config.clone(),
         auth: Auth::new(config.admin_token.as_deref()),
+        sessions: Default::default(),
     });
     let public_listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
@@ -170,6 +188,9 @@ pub async fn start(config: &Config) -> Result<Running> {
                 .get::<ServedFrom>()
                 .map_or("-", |s| s.0.service.as_str());
             metrics.record_request(service, status, bytes);
+            if response.extensions().get::<SkewServed>().is_some() {
+                metrics.record_skew(service);
+            }
             response
         }
     };
@@ -203,7 +224,7 @@ pub async fn start(config: &Config) -> Result<Running> {
             admin_options,
             shutdown.clone(),
         )),
-        tokio::spawn(watch.run(config.watch, shutdown.clone())),
+        tokio::spawn(watch.clone().run(config.watch, shutdown.clone())),
     ];
 
     tracing::info!(
@@ -231,6 +252,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         public: public_state,
         admin: admin_state,
         layout,
+        watch,
         shutdown,
         tasks,
     })

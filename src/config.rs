@@ -33,6 +33,18 @@ pub enum WatchMode {
     Off,
 }
 
+/// Which I/O path reads large files for the public server (`io_backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IoBackendChoice {
+    /// io_uring when the kernel and seccomp allow it, else epoll.
+    Auto,
+    /// io_uring or refuse to start.
+    Uring,
+    /// Memory maps and the blocking pool under tokio's epoll runtime.
+    Epoll,
+}
+
 /// Per-service settings from the `[services.<name>]` tables of the file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +80,16 @@ pub struct Config {
     pub watch: WatchMode,
     /// Async worker threads; 0 = one per CPU the process may use (cgroup quota included).
     pub workers: usize,
+    /// How large files are read: see [`IoBackendChoice`].
+    pub io_backend: IoBackendChoice,
+    /// Serve retained deployments read-only at `/s/<service>@<id>/`.
+    pub previews: bool,
+    /// Public base URL the dashboard's preview links use (e.g.
+    /// `https://site.example.com`); default: the admin host, public port.
+    pub public_url: Option<String>,
+    /// Answer a current-deployment miss for a non-HTML file from the newest
+    /// retained deployment that has it.
+    pub skew_protection: bool,
     /// Generate `.br`/`.gz` siblings of text files at deploy time.
     pub precompress: bool,
     /// Input bytes compressed per upload at most.
@@ -99,6 +121,10 @@ impl Default for Config {
             max_files: 100_000,
             watch: WatchMode::Notify,
             workers: 0,
+            io_backend: IoBackendChoice::Auto,
+            previews: true,
+            public_url: None,
+            skew_protection: true,
             precompress: true,
             precompress_budget_bytes: 256 * 1024 * 1024,
             services: BTreeMap::new(),
@@ -117,6 +143,7 @@ pub struct Overrides {
     pub keep: Option<usize>,
     pub log_format: Option<LogFormat>,
     pub workers: Option<usize>,
+    pub io_backend: Option<IoBackendChoice>,
 }
 
 /// The TOML file's shape. Every key is optional; unknown keys are errors so a
@@ -145,6 +172,10 @@ struct FileConfig {
     max_files: Option<u64>,
     watch: Option<WatchMode>,
     workers: Option<usize>,
+    io_backend: Option<IoBackendChoice>,
+    previews: Option<bool>,
+    public_url: Option<String>,
+    skew_protection: Option<bool>,
     precompress: Option<bool>,
     precompress_budget_bytes: Option<u64>,
     #[serde(default)]
@@ -187,6 +218,9 @@ impl Config {
         take!(max_files);
         take!(watch);
         take!(workers);
+        take!(io_backend);
+        take!(previews);
+        take!(skew_protection);
         take!(precompress);
         take!(precompress_budget_bytes);
         if let Some(secs) = file.header_read_timeout_secs {
@@ -199,6 +233,7 @@ impl Config {
             config.upload_idle_timeout = Duration::from_secs(secs.max(1));
         }
         config.host_suffix = file.host_suffix.filter(|s| !s.is_empty());
+        config.public_url = file.public_url.filter(|s| !s.is_empty());
         config.services = file.services;
         config.admin_token = token_from_file;
 
@@ -222,6 +257,9 @@ impl Config {
         }
         if let Some(workers) = overrides.workers {
             config.workers = workers;
+        }
+        if let Some(backend) = overrides.io_backend {
+            config.io_backend = backend;
         }
         config.admin_token = config.admin_token.filter(|t| !t.is_empty());
         config.validate()?;

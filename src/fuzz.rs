@@ -96,6 +96,7 @@ pub fn check_ingest(data: &[u8]) {
         max_files: 200,
         require_index: data.first().is_some_and(|b| b & 1 == 1),
         strip_components: 0,
+        partial: false,
     };
     let result = ingest::extract(data, &dest, &limits);
     let outside: Vec<_> = std::fs::read_dir(root.path())

@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use project_http::client::{string_field, AdminClient, DeployRequest};
-use project_http::config::{Config, LogFormat, Overrides};
+use project_http::config::{Config, IoBackendChoice, LogFormat, Overrides};
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +36,9 @@ enum Command {
     Healthcheck(HealthcheckArgs),
     /// Create (or repair) the project's container, volume and network on the Docker engine.
     Ensure(EnsureArgs),
+    /// Print the seccomp profile `ensure --io-uring` uses (Docker's usual
+    /// allowances plus io_uring), for `docker run --security-opt seccomp=FILE`.
+    SeccompProfile,
     /// Show the project's container and the services it serves.
     Status(StatusArgs),
     /// Move sites from old per-deployment nginx containers into the project's container.
@@ -61,6 +65,10 @@ struct EnsureArgs {
     /// Memory limit of the container, in MiB.
     #[arg(long, default_value_t = 256)]
     memory_mib: i64,
+    /// Run the container with a seccomp profile that allows io_uring
+    /// (Docker's default profile blocks it, so the server uses epoll).
+    #[arg(long)]
+    io_uring: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -136,6 +144,24 @@ struct DeployArgs {
     /// Never show a progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// Send the whole directory even when the server could take only the
+    /// files it lacks (differential deploy).
+    #[arg(long)]
+    full: bool,
+    /// Skip the check after the flip (by default index.html and every
+    /// --verify-path are fetched through the public port and compared with
+    /// what was uploaded; a mismatch rolls back to the previous deployment).
+    #[arg(long)]
+    no_verify: bool,
+    /// Another path to check after the flip (repeatable), e.g. assets/app.js.
+    #[arg(long = "verify-path", value_name = "PATH")]
+    verify_paths: Vec<String>,
+    /// Public base URL to verify through [default: the admin host, port 8080]
+    #[arg(long, env = "PROJECT_HTTP_PUBLIC_URL")]
+    public: Option<String>,
+    /// How long each verified path may take, retries included.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    verify_timeout: std::time::Duration,
     /// A directory (tarred on the fly) or a .tar / .tar.gz / .tar.zst file.
     path: PathBuf,
 }
@@ -196,6 +222,10 @@ struct ServeArgs {
     /// Async worker threads; 0 = one per CPU of the container's quota [default: 0]
     #[arg(long, env = "PROJECT_HTTP_WORKERS")]
     workers: Option<usize>,
+    /// How large files are read: io_uring when allowed (auto), io_uring or
+    /// refuse to start (uring), or memory maps under epoll [default: auto]
+    #[arg(long, env = "PROJECT_HTTP_IO_BACKEND", value_enum)]
+    io_backend: Option<IoBackendChoice>,
 }
 
 fn main() -> ExitCode {
@@ -210,6 +240,10 @@ fn main() -> ExitCode {
         Command::List(args) => report(list(args)),
         Command::Healthcheck(args) => healthcheck(args),
         Command::Ensure(args) => report(docker_command(ensure(args))),
+        Command::SeccompProfile => {
+            println!("{}", project_http::docker::seccomp::io_uring_profile());
+            ExitCode::SUCCESS
+        }
         Command::Status(args) => report(docker_command(status(args))),
         Command::Migrate(args) => report(docker_command(migrate(args))),
     }
@@ -234,6 +268,7 @@ async fn ensure(args: EnsureArgs) -> anyhow::Result<()> {
         image: args.image,
         admin_token: args.admin_token.filter(|t| !t.is_empty()),
         memory_bytes: args.memory_mib * 1024 * 1024,
+        io_uring: args.io_uring,
     };
     let engine = docker::connect().await?;
     let result = ensure::ensure(&engine, &options).await?;
@@ -322,19 +357,34 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 }
 
 fn deploy(args: DeployArgs) -> anyhow::Result<()> {
-    let answer = client(&args.admin).deploy(&DeployRequest {
+    use project_http::client::verify;
+    let admin = client(&args.admin);
+    let verifying = !args.no_verify && !args.no_activate;
+    // What to roll back to if verification fails (none on a first deploy).
+    let previous = if verifying {
+        admin
+            .deployments(&args.service)
+            .ok()
+            .and_then(|v| v["current"].as_str().map(str::to_string))
+    } else {
+        None
+    };
+    let answer = admin.deploy(&DeployRequest {
         service: &args.service,
         source: &args.path,
         id: args.id.as_deref(),
         activate: !args.no_activate,
         require_index: !args.no_require_index,
         progress: !args.quiet,
+        differential: !args.full,
     })?;
     let id = string_field(&answer, "id")?;
     eprintln!(
-        "deployed {} as {id}: {} files, {} bytes{}",
+        "deployed {} as {id}: {} files ({} sent, {} shared with earlier deployments), {} bytes{}",
         args.service,
         answer["files"],
+        answer["received"],
+        answer["linked"],
         answer["bytes"],
         if answer["active"] == true {
             ", active"
@@ -342,6 +392,62 @@ fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             ", not active"
         }
     );
+    if verifying {
+        let mut paths = Vec::new();
+        if !args.no_require_index {
+            paths.push("index.html".to_string());
+        }
+        for path in &args.verify_paths {
+            let path = path.trim_start_matches('/').to_string();
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
+        let plan = verify::VerifyPlan {
+            public: args
+                .public
+                .clone()
+                .unwrap_or_else(|| verify::default_public_url(&args.admin.admin)),
+            service: args.service.clone(),
+            paths,
+            timeout: args.verify_timeout,
+        };
+        let expected = verify::expected_bytes(&args.path, &plan.paths)?;
+        let mismatches = verify::check(&plan, &expected);
+        if !mismatches.is_empty() {
+            for m in &mismatches {
+                eprintln!("verify: /s/{}/{}: {}", args.service, m.path, m.problem);
+            }
+            match previous.as_deref() {
+                Some(prev) if prev != id => {
+                    admin.activate(&args.service, prev).with_context(|| {
+                        format!("verification of {id} failed and rolling back to {prev} failed too")
+                    })?;
+                    anyhow::bail!(
+                        "deployment {id} failed verification ({} of {} paths) and was rolled back: \
+                         {} is serving {prev} again. {id} is kept for inspection at {}/s/{}@{id}/",
+                        mismatches.len(),
+                        plan.paths.len(),
+                        args.service,
+                        plan.public,
+                        args.service
+                    );
+                }
+                _ => anyhow::bail!(
+                    "deployment {id} failed verification ({} of {} paths) and there is no previous \
+                     deployment to roll back to: {id} stays active on {}",
+                    mismatches.len(),
+                    plan.paths.len(),
+                    args.service
+                ),
+            }
+        }
+        eprintln!(
+            "verified {} path(s) through {}",
+            plan.paths.len(),
+            plan.public
+        );
+    }
     println!("{id}");
     Ok(())
 }
@@ -408,6 +514,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         keep: args.keep,
         log_format: args.log_format,
         workers: args.workers,
+        io_backend: args.io_backend,
     };
     let config = match Config::load(&overrides) {
         Ok(config) => config,

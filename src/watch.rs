@@ -29,6 +29,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Events arriving together (a rename is two) are handled by one rescan.
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
+#[derive(Clone)]
 pub struct Watch {
     pub layout: Layout,
     pub registry: Arc<Registry>,
@@ -125,6 +126,12 @@ impl Watch {
         }
     }
 
+    /// Makes the registry match the disk now (what SIGHUP does after
+    /// re-reading the config), logging every broken service.
+    pub async fn resync(&self) {
+        self.rescan(&mut HashSet::new()).await;
+    }
+
     /// Refreshes every service, each under its local lock so it cannot
     /// interleave with a flip this process is making.
     async fn rescan(&self, broken: &mut HashSet<String>) {
@@ -164,8 +171,10 @@ impl Watch {
         }
         for (name, _) in self.registry.snapshot() {
             if !services.contains(&name) {
-                self.registry.remove(&name);
-                tracing::info!(service = name, "service directory gone: no longer served");
+                let _guard = self.locks.local(&name).await;
+                if site::forget_if_gone(&self.layout, &self.registry, &name) {
+                    tracing::info!(service = name, "service directory gone: no longer served");
+                }
             }
         }
         *broken = now_broken;

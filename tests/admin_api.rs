@@ -758,10 +758,12 @@ fn deploy_client_directory_and_tarball() {
     std::fs::write(src.join("css/site.css"), "body{color:red}").unwrap();
     std::os::unix::fs::symlink("css/site.css", src.join("alias.css")).unwrap();
 
+    let public = format!("http://{}", server.addr);
     let run = |args: &[&str]| {
         let output = Command::new(common::binary())
             .args(args)
             .env("PROJECT_HTTP_ADMIN_TOKEN", TOKEN)
+            .env("PROJECT_HTTP_PUBLIC_URL", &public)
             .output()
             .unwrap();
         (

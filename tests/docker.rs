@@ -165,6 +165,11 @@ impl TestProject {
     }
 
     /// Waits until the container reports healthy.
+    /// The file I/O backend the container's server logged at startup.
+    fn io_backend(&self) -> String {
+        backend_of(&self.container())
+    }
+
     fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
@@ -218,6 +223,32 @@ impl Drop for TestProject {
         docker(&["volume", "rm", "-f", &format!("project-{}-static", self.id)]);
         docker(&["network", "rm", &self.network]);
     }
+}
+
+/// The file I/O backend a container's server logged at startup.
+fn backend_of(container: &str) -> String {
+    let out = Command::new("docker")
+        .args(["logs", container])
+        .output()
+        .unwrap();
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = logs
+        .lines()
+        .rev()
+        .find(|l| l.contains("file I/O backend"))
+        .unwrap_or_else(|| panic!("no backend line in the logs:\n{logs}"));
+    for backend in ["uring", "epoll"] {
+        if line.contains(&format!("io_backend=\"{backend}\""))
+            || line.contains(&format!("\"io_backend\":\"{backend}\""))
+        {
+            return backend.to_string();
+        }
+    }
+    panic!("no backend named in {line}");
 }
 
 #[test]
@@ -281,6 +312,8 @@ fn ensure_creates_serves_is_idempotent_and_repairs_drift() {
     let site = std::env::temp_dir().join(format!("ph-docker-site-{}", project.id));
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("index.html"), "<h1>in a container</h1>").unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(site.join("big.bin"), &big).unwrap();
     let admin = format!("http://{}:9080", project.ip());
     let token = project.token();
     let (ok, id, err) = run(&[
@@ -295,7 +328,14 @@ fn ensure_creates_serves_is_idempotent_and_repairs_drift() {
     ]);
     assert!(ok, "{err}");
     assert_eq!(project.get("/s/web/").text(), "<h1>in a container</h1>");
+    assert_eq!(project.get("/s/web/big.bin").body, big);
     let _ = std::fs::remove_dir_all(&site);
+    // Docker's default seccomp profile blocks io_uring from Engine 25 on
+    // (moby #46762); older engines allow it. The server takes what it gets.
+    let engine = docker_ok(&["version", "--format", "{{.Server.Version}}"]);
+    let major: u32 = engine.split('.').next().unwrap().parse().unwrap();
+    let expected = if major >= 25 { "epoll" } else { "uring" };
+    assert_eq!(project.io_backend(), expected, "engine {engine}");
 
     // status, as a table and as JSON.
     let (ok, table, err) = run(&["status", "--project", &project.id]);
@@ -333,6 +373,24 @@ fn ensure_creates_serves_is_idempotent_and_repairs_drift() {
     assert_eq!(after["HostConfig"]["Memory"], 300 * 1024 * 1024);
     assert_eq!(project.token(), token);
     assert_eq!(project.get("/s/web/").text(), "<h1>in a container</h1>");
+
+    // --io-uring: recreated with the profile that allows io_uring, which the
+    // server then uses; the same files come back through it.
+    let (ok, out, err) = project.ensure(&["--memory-mib", "300", "--io-uring"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("recreated") && out.contains("seccomp"),
+        "{out}"
+    );
+    let with_uring = project.inspect(&project.container());
+    let opts = with_uring["HostConfig"]["SecurityOpt"].to_string();
+    assert!(opts.contains("io_uring_setup"), "{opts}");
+    project.wait_healthy();
+    assert_eq!(project.io_backend(), "uring");
+    assert_eq!(project.get("/s/web/").text(), "<h1>in a container</h1>");
+    assert_eq!(project.get("/s/web/big.bin").body, big);
+    let (ok, out, err) = project.ensure(&["--memory-mib", "300", "--io-uring"]);
+    assert!(ok && out.contains("nothing changed"), "{out}{err}");
 }
 
 #[test]
@@ -543,4 +601,68 @@ fn migrate_moves_old_containers_verifies_and_cleans_up() {
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("nothing to migrate"), "{out}");
+}
+
+/// The io_uring fallback, for real: the same image under the profile that
+/// `ensure --io-uring` uses runs io_uring; under that profile minus the
+/// three io_uring syscalls, `io_uring_setup` fails with EPERM and the
+/// server says so and serves through epoll.
+#[test]
+fn the_io_backend_follows_what_seccomp_allows() {
+    if !docker_ready() {
+        return;
+    }
+    let (ok, profile, err) = run(&["seccomp-profile"]);
+    assert!(ok, "{err}");
+    let with_uring: Value = serde_json::from_str(&profile).unwrap();
+    let mut without_uring = with_uring.clone();
+    let names = without_uring["syscalls"][0]["names"]
+        .as_array_mut()
+        .unwrap();
+    let before = names.len();
+    names.retain(|n| !n.as_str().unwrap().starts_with("io_uring"));
+    assert_eq!(before - names.len(), 3);
+
+    for (label, profile, expected) in [
+        ("uring", &with_uring, "uring"),
+        ("nouring", &without_uring, "epoll"),
+    ] {
+        let file =
+            std::env::temp_dir().join(format!("ph-seccomp-{label}-{}.json", std::process::id()));
+        std::fs::write(&file, profile.to_string()).unwrap();
+        let name = format!("ph-test-seccomp-{label}-{}", std::process::id());
+        let _ = docker(&["rm", "-f", "-v", &name]);
+        docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--security-opt",
+            &format!("seccomp={}", file.display()),
+            "-e",
+            "PROJECT_HTTP_ADMIN_LISTEN=127.0.0.1:9080",
+            IMAGE,
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let logs = loop {
+            let out = docker(&["logs", &name]);
+            let logs = String::from_utf8_lossy(&out.stderr).into_owned()
+                + &String::from_utf8_lossy(&out.stdout);
+            if logs.contains("listening") || Instant::now() > deadline {
+                break logs;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let backend = backend_of(&name);
+        let _ = docker(&["rm", "-f", "-v", &name]);
+        let _ = std::fs::remove_file(&file);
+        assert!(
+            logs.contains("listening"),
+            "the server did not start:\n{logs}"
+        );
+        assert_eq!(backend, expected, "{label}:\n{logs}");
+        if expected == "epoll" {
+            assert!(logs.contains("io_uring unavailable"), "{logs}");
+        }
+    }
 }

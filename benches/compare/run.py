@@ -29,28 +29,35 @@ import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(REPO, "target", "release", "project-http")
-PORTS = {"project-http": 18601, "nginx": 18602, "lighttpd": 18603, "h2o": 18604}
-ADMIN_PORT = 18611
+PORTS = {"project-http": 18601, "project-http-uring": 18605, "nginx": 18602, "lighttpd": 18603,
+         "h2o": 18604}
+# project-http runs twice: its epoll backend and its io_uring backend.
+VARIANTS = {"project-http": ("epoll", 18611), "project-http-uring": ("uring", 18612)}
 TICKS = os.sysconf("SC_CLK_TCK")
 
 CASES = {
     # name: (path or None for the mix, connections)
     "index.html (2 KB)": ("/s/bench/index.html", 64),
     "1 000-file mix": (None, 64),
+    # The issue's "0 errors at 1 000 concurrent keep-alive connections".
+    "index.html 1 000 conns": ("/s/bench/index.html", 1000),
     "100 KB": ("/s/bench/assets/app.js", 32),
     "1 MiB": ("/s/bench/media/1mib.bin", 16),
     "10 MiB": ("/s/bench/media/10mib.bin", 8),
+    # Above the 64 MiB mapping limit: read per response (blocking pool or io_uring).
+    "100 MiB": ("/s/bench/media/100mib.bin", 2),
 }
 
 
 def fixture(root):
-    """Deterministic site: 2 KB index.html, 100 KB js, 1 and 10 MiB binaries,
+    """Deterministic site: 2 KB index.html, 100 KB js, 1, 10 and 100 MiB binaries,
     1 000 small files (0.5-8 KB) in nested directories."""
     rng = random.Random(1234)
     files = {"index.html": (b"<!doctype html><title>bench</title>" + b"<p>project-http bench</p>" * 80)[:2048]}
     files["assets/app.js"] = bytes(rng.getrandbits(8) for _ in range(100 * 1024))
     files["media/1mib.bin"] = rng.randbytes(1 << 20)
     files["media/10mib.bin"] = rng.randbytes(10 << 20)
+    files["media/100mib.bin"] = rng.randbytes(100 << 20)
     for i in range(1000):
         files[f"small/d{i % 10}/e{i % 7}/f{i}.css"] = rng.randbytes(rng.randint(512, 8192))
     for rel, data in files.items():
@@ -80,13 +87,16 @@ def start_servers(work, docroot, only):
     logs = open(os.path.join(work, "servers.log"), "w")
     conf = os.path.join(work, "conf")
     os.makedirs(conf, exist_ok=True)
-    if "project-http" in only:
-        with open(f"{conf}/project-http.toml", "w") as f:
-            f.write("access_log = false\nlog_level = \"warn\"\nworkers = 1\nwatch = \"off\"\n")
-        procs["project-http"] = subprocess.Popen(
-            ["taskset", "-c", "0", BIN, "serve", "--config", f"{conf}/project-http.toml",
-             "--root", f"{work}/ph-root", "--listen", f"127.0.0.1:{PORTS['project-http']}",
-             "--admin-listen", f"127.0.0.1:{ADMIN_PORT}"], stdout=logs, stderr=logs)
+    for name, (backend, admin_port) in VARIANTS.items():
+        if name not in only:
+            continue
+        with open(f"{conf}/{name}.toml", "w") as f:
+            f.write("access_log = false\nlog_level = \"warn\"\nworkers = 1\nwatch = \"off\"\n"
+                    f"io_backend = \"{backend}\"\n")
+        procs[name] = subprocess.Popen(
+            ["taskset", "-c", "0", BIN, "serve", "--config", f"{conf}/{name}.toml",
+             "--root", f"{work}/{name}-root", "--listen", f"127.0.0.1:{PORTS[name]}",
+             "--admin-listen", f"127.0.0.1:{admin_port}"], stdout=logs, stderr=logs)
     if "nginx" in only:
         with open(f"{conf}/nginx.conf", "w") as f:
             f.write(f"""
@@ -239,11 +249,12 @@ def main():
             f.write("local i = 0\nfunction request()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n")
         procs = start_servers(work, docroot, servers)
         idle_rss = {name: rss_kib(p) for name, p in procs.items()}
-        if "project-http" in procs:
-            tarball = os.path.join(work, "site.tar")
-            subprocess.run(["tar", "-C", site, "-cf", tarball, "."], check=True)
-            subprocess.run(["curl", "-fsS", "-o", "/dev/null", "-T", tarball, "-X", "POST",
-                            f"http://127.0.0.1:{ADMIN_PORT}/services/bench/deployments"], check=True)
+        tarball = os.path.join(work, "site.tar")
+        subprocess.run(["tar", "-C", site, "-cf", tarball, "."], check=True)
+        for name, (_, admin_port) in VARIANTS.items():
+            if name in procs:
+                subprocess.run(["curl", "-fsS", "-o", "/dev/null", "-T", tarball, "-X", "POST",
+                                f"http://127.0.0.1:{admin_port}/services/bench/deployments"], check=True)
         for name, p in procs.items():
             verify(name, PORTS[name], digests)
         results = {(c, s): [] for c in cases for s in procs}
@@ -283,20 +294,23 @@ def report(results, cases, servers, idle_rss, args):
             print(f"| {case} | {s} | {med(case, s, 'rps'):,.0f} | {med(case, s, 'mbps'):,.0f} | "
                   f"{med(case, s, 'p99_ms'):.2f} | {med(case, s, 'cpu_us'):.2f} | "
                   f"{med(case, s, 'rss_kib') / 1024:.1f} | {errors} |")
-    if "project-http" in servers and len(servers) > 1:
+    ours = [s for s in servers if s in VARIANTS]
+    peers = [s for s in servers if s not in VARIANTS]
+    if ours and peers:
         print("\nproject-http relative to the best peer of each case "
               "(req/s and MB/s: higher is better; CPU/req and p99: lower is better):\n")
-        print("| case | req/s | MB/s | CPU/req | p99 | best peer by req/s |")
-        print("|---|---|---|---|---|---|")
+        print("| case | backend | req/s | MB/s | CPU/req | p99 | best peer by req/s |")
+        print("|---|---|---|---|---|---|---|")
         for case in cases:
-            peers = [s for s in servers if s != "project-http"]
             best = max(peers, key=lambda s: med(case, s, "rps"))
             best_cpu = min(med(case, s, "cpu_us") for s in peers)
             best_p99 = min(med(case, s, "p99_ms") for s in peers)
-            ph = lambda k: med(case, "project-http", k)
             ratio = lambda a, b: f"{a / b:.2f}×" if b else "-"
-            print(f"| {case} | {ratio(ph('rps'), med(case, best, 'rps'))} | {ratio(ph('mbps'), med(case, best, 'mbps'))} | "
-                  f"{ratio(ph('cpu_us'), best_cpu)} | {ratio(ph('p99_ms'), best_p99)} | {best} |")
+            for name in ours:
+                ph = lambda k: med(case, name, k)
+                print(f"| {case} | {VARIANTS[name][0]} | {ratio(ph('rps'), med(case, best, 'rps'))} | "
+                      f"{ratio(ph('mbps'), med(case, best, 'mbps'))} | "
+                      f"{ratio(ph('cpu_us'), best_cpu)} | {ratio(ph('p99_ms'), best_p99)} | {best} |")
     print("\nidle RSS before the run (MiB): " + ", ".join(f"{s} {idle_rss[s] / 1024:.1f}" for s in servers))
 
 

@@ -40,17 +40,23 @@ impl Auth {
     /// True when the request may proceed. A refused request from an address
     /// with repeated failures is delayed before the caller answers 401.
     pub async fn check(&self, headers: &HeaderMap, peer: IpAddr) -> bool {
-        let Some(expected) = &self.token_digest else {
-            return true;
-        };
         let presented = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(|t| Sha256::digest(t.trim().as_bytes()));
+            });
+        self.check_token(presented, peer).await
+    }
+
+    /// Like [`Auth::check`] for a token that came another way (the
+    /// dashboard's login form).
+    pub async fn check_token(&self, presented: Option<&str>, peer: IpAddr) -> bool {
+        let Some(expected) = &self.token_digest else {
+            return true;
+        };
+        let presented = presented.map(|t| Sha256::digest(t.trim().as_bytes()));
         let ok = presented.is_some_and(|p| bool::from(p.as_slice().ct_eq(expected)));
         let delay = {
             let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());

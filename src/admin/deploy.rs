@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 use super::{error_and_close, error_response, json_response, status, AdminState};
 use crate::serve::body::Body;
 use crate::site::{self, Deployment, IndexOptions};
+use crate::store::dedup::{self, ContentIndex};
 use crate::store::deployments::{self, Committed};
+use crate::store::ingest::Extracted;
 use crate::store::ingest::{self, IngestError, LimitExceeded, Limits};
 use crate::store::{self, flip, precompress, StoreError};
 
@@ -52,13 +54,15 @@ pub async fn history(state: &AdminState, service: &str) -> Response<Body> {
             return Ok(None);
         }
         let current = layout.read_current(&name).ok().flatten();
-        deployments::list(&layout, &name).map(|list| Some((current, list)))
+        // Real disk use: files shared between deployments (hard links) count once.
+        let disk = store::disk_usage(&layout.service_dir(&name));
+        deployments::list(&layout, &name).map(|list| Some((current, list, disk)))
     })
     .await;
     match result {
-        Ok(Ok(Some((current, list)))) => json_response(
+        Ok(Ok(Some((current, list, disk)))) => json_response(
             StatusCode::OK,
-            &json!({ "service": service, "current": current, "deployments": list }),
+            &json!({ "service": service, "current": current, "diskBytes": disk, "deployments": list }),
         ),
         Ok(Ok(None)) => error_response(StatusCode::NOT_FOUND, &format!("no service {service}")),
         Ok(Err(e)) => internal(&e),
@@ -84,6 +88,7 @@ struct UploadOptions {
     activate: bool,
     require_index: bool,
     strip_components: usize,
+    partial: bool,
 }
 
 fn parse_upload_query(query: Option<&str>) -> Result<UploadOptions, String> {
@@ -92,6 +97,7 @@ fn parse_upload_query(query: Option<&str>) -> Result<UploadOptions, String> {
         activate: true,
         require_index: true,
         strip_components: 0,
+        partial: false,
     };
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -111,6 +117,7 @@ fn parse_upload_query(query: Option<&str>) -> Result<UploadOptions, String> {
             }
             "activate" => options.activate = flag()?,
             "require_index" => options.require_index = flag()?,
+            "partial" => options.partial = flag()?,
             "strip_components" => {
                 options.strip_components = value
                     .parse()
@@ -120,7 +127,7 @@ fn parse_upload_query(query: Option<&str>) -> Result<UploadOptions, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown query parameter {other:?} (known: id, activate, require_index, strip_components)"
+                    "unknown query parameter {other:?} (known: id, activate, require_index, strip_components, partial)"
                 ))
             }
         }
@@ -144,6 +151,7 @@ pub async fn upload(
         max_files: config.max_files,
         require_index: options.require_index,
         strip_components: options.strip_components,
+        partial: options.partial,
     };
     let declared = request
         .headers()
@@ -190,21 +198,33 @@ pub async fn upload(
         .unwrap_or_else(|e| Err(IngestError::Io(format!("extractor panicked: {e}"))));
     pump.abort();
     let extracted = match extracted {
-        Ok(extracted) if config.precompress => {
-            let (dir, budget) = (upload_dir.clone(), config.precompress_budget_bytes);
+        Ok(extracted) => {
+            let (dir, layout, name) = (
+                upload_dir.clone(),
+                state.layout.clone(),
+                service.to_string(),
+            );
+            let (precompress, budget) = (config.precompress, config.precompress_budget_bytes);
+            let require_index = options.require_index;
             tokio::task::spawn_blocking(move || {
-                let added = precompress::precompress(&dir, &extracted.manifest, budget)
-                    .map_err(|e| IngestError::from_io(e, "precompressing"))?;
-                let mut extracted = extracted;
-                // Siblings join the manifest (their ETags), not the digest (the id).
-                extracted.manifest.extend(added.siblings);
-                extracted.manifest.sort();
-                Ok(extracted)
+                finish_upload(
+                    &layout,
+                    &name,
+                    &dir,
+                    extracted,
+                    require_index,
+                    precompress,
+                    budget,
+                )
             })
             .await
-            .unwrap_or_else(|e| Err(IngestError::Io(format!("precompression panicked: {e}"))))
+            .unwrap_or_else(|e| {
+                Err(IngestError::Io(format!(
+                    "finishing the upload panicked: {e}"
+                )))
+            })
         }
-        other => other,
+        Err(e) => Err(e),
     };
     let extracted = match extracted {
         Ok(extracted) => extracted,
@@ -272,8 +292,122 @@ pub async fn upload(
     };
     json_response(
         code,
-        &json!({"service": service, "id": id, "files": extracted.files, "bytes": extracted.bytes, "active": active}),
+        &json!({"service": service, "id": id, "files": extracted.files, "bytes": extracted.bytes,
+                "received": extracted.received, "linked": extracted.linked, "active": active}),
     )
+}
+
+/// Largest manifest body `POST …/deployments/manifest` reads.
+const MAX_MANIFEST_BODY: usize = 64 << 20;
+
+/// `POST /services/{service}/deployments/manifest`: the first half of a
+/// differential deploy. The body is `{path: sha256}` for the whole tree;
+/// the answer lists the digests the server has no file for, which the
+/// follow-up `POST …/deployments?partial=true` must carry.
+pub async fn missing_content(
+    state: &Arc<AdminState>,
+    service: &str,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let limited = http_body_util::Limited::new(request.into_body(), MAX_MANIFEST_BODY);
+    let bytes = match limited.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return error_and_close(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("manifest body over {MAX_MANIFEST_BODY} bytes"),
+            )
+        }
+    };
+    let declared: std::collections::BTreeMap<String, String> = match serde_json::from_slice(&bytes)
+    {
+        Ok(map) => map,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("body must be a JSON object {{\"<path>\": \"<sha256 hex>\"}}: {e}"),
+            )
+        }
+    };
+    if let Some((path, _)) = declared
+        .iter()
+        .find(|(_, d)| d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("the digest of {path:?} is not 64 hex digits of SHA-256"),
+        );
+    }
+    let (layout, name) = (state.layout.clone(), service.to_string());
+    let content =
+        match tokio::task::spawn_blocking(move || ContentIndex::of_service(&layout, &name, None))
+            .await
+        {
+            Ok(content) => content,
+            Err(e) => return internal(&anyhow::anyhow!("{e}")),
+        };
+    let missing: std::collections::BTreeSet<String> = declared
+        .values()
+        .map(|d| d.to_ascii_lowercase())
+        .filter(|d| !content.has(d))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"service": service, "files": declared.len(), "missing": missing}),
+    )
+}
+
+/// After extraction, on a blocking thread: completes a differential upload
+/// from the service's content, adds precompressed siblings, and hard-links
+/// every file another deployment already has.
+fn finish_upload(
+    layout: &store::Layout,
+    service: &str,
+    dir: &std::path::Path,
+    mut extracted: Extracted,
+    require_index: bool,
+    precompress_on: bool,
+    precompress_budget: u64,
+) -> Result<Extracted, IngestError> {
+    let content = ContentIndex::of_service(layout, service, Some(dir));
+    let mut filled = 0;
+    if let Some(declared) = extracted.declared.take() {
+        filled = dedup::complete_partial(dir, &extracted.manifest, &declared, &content).map_err(
+            |e| match e {
+                dedup::PartialError::Io { .. } => IngestError::Io(e.to_string()),
+                _ => IngestError::Rejected(e.to_string()),
+            },
+        )?;
+        let mut manifest: Vec<(String, String)> = declared.into_iter().collect();
+        manifest.sort();
+        extracted.bytes = manifest
+            .iter()
+            .map(|(rel, _)| std::fs::metadata(dir.join(rel)).map_or(0, |m| m.len()))
+            .sum();
+        extracted.files = (manifest.len() + extracted.links.len()) as u64;
+        extracted.digest = ingest::tree_digest(&manifest, &extracted.links);
+        extracted.manifest = manifest;
+        if require_index
+            && !extracted.manifest.iter().any(|(p, _)| p == "index.html")
+            && !extracted.links.iter().any(|(p, _)| p == "index.html")
+        {
+            return Err(IngestError::Rejected(
+                "upload has no top-level index.html (send require_index=false to allow that)"
+                    .to_string(),
+            ));
+        }
+    }
+    if precompress_on {
+        let added = precompress::precompress(dir, &extracted.manifest, precompress_budget)
+            .map_err(|e| IngestError::from_io(e, "precompressing"))?;
+        // Siblings join the manifest (their ETags), not the digest (the id).
+        extracted.manifest.extend(added.siblings);
+        extracted.manifest.sort();
+    }
+    let linked = dedup::link_duplicates(dir, &extracted.manifest, &content)
+        .map_err(|e| IngestError::from_io(e, "linking duplicate files"))?;
+    extracted.linked = linked.files + filled;
+    Ok(extracted)
 }
 
 fn failed(state: &AdminState, service: &str, error: IngestError) -> Response<Body> {

@@ -19,6 +19,7 @@ struct Counters {
     prunes: BTreeMap<String, u64>,
     activations: BTreeMap<String, u64>,
     last_deploy: BTreeMap<String, f64>,
+    skew_served: BTreeMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -70,6 +71,11 @@ impl Metrics {
 
     pub fn record_prunes(&self, service: &str, n: u64) {
         self.with(|c| *c.prunes.entry(service.to_string()).or_default() += n);
+    }
+
+    /// A file answered from an older deployment by skew protection.
+    pub fn record_skew(&self, service: &str) {
+        self.with(|c| *c.skew_served.entry(service.to_string()).or_default() += 1);
     }
 
     pub fn record_activation(&self, service: &str) {
@@ -128,6 +134,13 @@ impl Metrics {
                 "counter",
                 "Flips of current (deploys, activations, rollbacks).",
                 &c.activations,
+            );
+            per_service(
+                &mut out,
+                "project_http_skew_served_total",
+                "counter",
+                "Files answered from an older retained deployment (skew protection).",
+                &c.skew_served,
             );
             family(
                 &mut out,

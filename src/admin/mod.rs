@@ -7,9 +7,11 @@
 //! `{"error": "<what happened and what to do>"}` with the fitting status.
 
 pub mod auth;
+pub mod dashboard;
 pub mod deploy;
 pub mod events;
 pub mod metrics;
+pub mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +40,8 @@ pub struct AdminState {
     pub metrics: Arc<metrics::Metrics>,
     pub config: Arc<ArcSwap<Config>>,
     pub auth: auth::Auth,
+    /// Dashboard logins.
+    pub sessions: session::Sessions,
 }
 
 /// A JSON answer.
@@ -98,7 +102,15 @@ async fn route(
     request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Body> {
-    if !state.auth.check(request.headers(), peer.ip()).await {
+    // The dashboard has its own login (a session cookie, CSRF-checked
+    // forms); its event stream may use that session too.
+    if dashboard::is_dashboard_route(request.method(), request.uri().path()) {
+        return dashboard::handle(state, request, peer).await;
+    }
+    let browser_events = request.method() == Method::GET
+        && request.uri().path() == "/events"
+        && state.sessions.from_headers(request.headers()).is_some();
+    if !browser_events && !state.auth.check(request.headers(), peer.ip()).await {
         return json_response(
             StatusCode::UNAUTHORIZED,
             &json!({"error": "missing or wrong admin token: send Authorization: Bearer <token>"}),
@@ -135,6 +147,10 @@ async fn route(
         (&Method::POST, ["services", service, "deployments"]) => {
             let service = service.to_string();
             deploy::upload(state, &service, request).await
+        }
+        (&Method::POST, ["services", service, "deployments", "manifest"]) => {
+            let service = service.to_string();
+            deploy::missing_content(state, &service, request).await
         }
         (&Method::DELETE, ["services", service, "deployments", id]) => {
             deploy::delete(state, service, id).await

@@ -6,6 +6,8 @@
 //! errors, 429 and 5xx answers are retried with exponential backoff (the
 //! source is re-read from the start each time).
 
+pub mod verify;
+
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,6 +34,13 @@ pub struct DeployRequest<'a> {
     pub require_index: bool,
     /// Show a progress bar (only when stderr is a terminal).
     pub progress: bool,
+    /// For directories: send only what the server lacks.
+    pub differential: bool,
+}
+
+enum Differential {
+    Done(Value),
+    Unsupported(String),
 }
 
 /// A failure the server answered with.
@@ -100,10 +109,28 @@ impl AdminClient {
         unreachable!("the last attempt returns")
     }
 
+    /// Deploys a directory or an archive. A directory goes as a
+    /// differential deploy when the server supports it: its manifest first,
+    /// then only the files the server lacks. An older server (404/405 on
+    /// the manifest route) or a server that lost content in between (400
+    /// from the partial upload) gets a full upload instead.
     pub fn deploy(&self, request: &DeployRequest<'_>) -> Result<Value> {
-        let source = request.source;
-        let meta = std::fs::metadata(source)
-            .with_context(|| format!("cannot read {}", source.display()))?;
+        let meta = std::fs::metadata(request.source)
+            .with_context(|| format!("cannot read {}", request.source.display()))?;
+        if meta.is_dir() && request.differential {
+            match self.deploy_differential(request)? {
+                Differential::Done(answer) => return Ok(answer),
+                Differential::Unsupported(why) => {
+                    eprintln!(
+                        "deploy: differential upload not possible ({why}); sending everything"
+                    )
+                }
+            }
+        }
+        self.deploy_full(request, &meta)
+    }
+
+    fn upload_path(request: &DeployRequest<'_>, extra: Option<&str>) -> String {
         let mut query = Vec::new();
         if let Some(id) = request.id {
             query.push(format!("id={id}"));
@@ -114,12 +141,84 @@ impl AdminClient {
         if !request.require_index {
             query.push("require_index=false".to_string());
         }
-        let path = format!(
+        query.extend(extra.map(str::to_string));
+        format!(
             "/services/{}/deployments{}{}",
             request.service,
             if query.is_empty() { "" } else { "?" },
             query.join("&")
-        );
+        )
+    }
+
+    fn deploy_differential(&self, request: &DeployRequest<'_>) -> Result<Differential> {
+        let tree = Tree::read(request.source)?;
+        let manifest: serde_json::Map<String, Value> = tree
+            .files
+            .iter()
+            .map(|(rel, digest)| (rel.clone(), Value::String(digest.clone())))
+            .collect();
+        let body = Value::Object(manifest).to_string();
+        let asked = self.with_retries("deploy (manifest)", || {
+            Ok(self
+                .request(
+                    "POST",
+                    &format!("/services/{}/deployments/manifest", request.service),
+                )
+                .set("Content-Type", "application/json")
+                .send_string(&body)?)
+        });
+        let answer = match asked {
+            Ok(answer) => answer,
+            Err(e) => match e.downcast_ref::<ApiError>() {
+                Some(api) if api.status == 404 || api.status == 405 => {
+                    return Ok(Differential::Unsupported(format!(
+                        "the server answered {} to the manifest",
+                        api.status
+                    )))
+                }
+                _ => return Err(e),
+            },
+        };
+        let missing: std::collections::HashSet<String> = answer
+            .get("missing")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let path = Self::upload_path(request, Some("partial=true"));
+        let tree = std::sync::Arc::new(tree);
+        let missing = std::sync::Arc::new(missing);
+        let sent = self.with_retries("deploy", || {
+            let (reader, producer) = match partial_tar(tree.clone(), missing.clone()) {
+                Ok(opened) => opened,
+                Err(e) => return Err(Failure::Local(e)),
+            };
+            let response = self
+                .request("POST", &path)
+                .set("Content-Type", "application/x-tar")
+                .send(reader);
+            let _ = producer.join();
+            Ok(response?)
+        });
+        match sent {
+            Ok(answer) => Ok(Differential::Done(answer)),
+            Err(e) => match e.downcast_ref::<ApiError>() {
+                // The server pruned content between the two requests.
+                Some(api) if api.status == 422 && api.message.contains("no longer has") => {
+                    Ok(Differential::Unsupported(api.message.clone()))
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    fn deploy_full(&self, request: &DeployRequest<'_>, meta: &std::fs::Metadata) -> Result<Value> {
+        let source = request.source;
+        let path = Self::upload_path(request, None);
         let show_progress = request.progress && std::io::stderr().is_terminal();
         let mut tar_errors: Vec<anyhow::Error> = Vec::new();
         let result = self.with_retries("deploy", || {
@@ -261,6 +360,102 @@ fn open_source(path: &Path, is_dir: bool) -> Result<(Box<dyn Read + Send>, u64, 
         Ok(())
     });
     Ok((Box::new(reader), total, Some(producer)))
+}
+
+/// A directory as the server will see it: regular files with their
+/// SHA-256, symlinks, directories (relative, `/`-separated paths).
+struct Tree {
+    root: PathBuf,
+    files: Vec<(String, String)>,
+    links: Vec<(String, PathBuf)>,
+    dirs: Vec<String>,
+}
+
+impl Tree {
+    fn read(root: &Path) -> Result<Tree> {
+        let mut tree = Tree {
+            root: root.to_path_buf(),
+            files: Vec::new(),
+            links: Vec::new(),
+            dirs: Vec::new(),
+        };
+        let mut stack = vec![String::new()];
+        while let Some(rel_dir) = stack.pop() {
+            let dir = root.join(&rel_dir);
+            let entries = std::fs::read_dir(&dir)
+                .with_context(|| format!("cannot list {}", dir.display()))?;
+            for entry in entries {
+                let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+                let name = entry
+                    .file_name()
+                    .into_string()
+                    .map_err(|n| anyhow!("{}: file names must be UTF-8", dir.join(n).display()))?;
+                let rel = if rel_dir.is_empty() {
+                    name
+                } else {
+                    format!("{rel_dir}/{name}")
+                };
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    tree.dirs.push(rel.clone());
+                    stack.push(rel);
+                } else if kind.is_symlink() {
+                    tree.links.push((rel, std::fs::read_link(entry.path())?));
+                } else if kind.is_file() {
+                    let digest = crate::site::index::sha256_file(&entry.path())
+                        .with_context(|| format!("cannot read {}", entry.path().display()))?;
+                    tree.files.push((rel, digest));
+                }
+            }
+        }
+        tree.files.sort();
+        tree.links.sort();
+        tree.dirs.sort();
+        Ok(tree)
+    }
+}
+
+/// A tar of the directories, symlinks, the files whose content the server
+/// lacks (each content once) and a `.deployer-manifest` of every file,
+/// written by a thread into a pipe.
+fn partial_tar(
+    tree: std::sync::Arc<Tree>,
+    missing: std::sync::Arc<std::collections::HashSet<String>>,
+) -> Result<(Box<dyn Read + Send>, Producer)> {
+    let (reader, writer) = std::io::pipe().context("cannot create a pipe")?;
+    let producer = std::thread::spawn(move || -> Result<()> {
+        let encoder = flate2::write::GzEncoder::new(writer, flate2::Compression::fast());
+        let mut builder = tar::Builder::new(encoder);
+        builder.mode(tar::HeaderMode::Deterministic);
+        let mut listing = Vec::new();
+        crate::store::meta::write_manifest(&mut listing, &tree.files)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(listing.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, crate::store::meta::MANIFEST_FILE, &listing[..])?;
+        for rel in &tree.dirs {
+            builder.append_dir(rel, tree.root.join(rel))?;
+        }
+        for (rel, target) in &tree.links {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            header.set_mode(0o777);
+            builder.append_link(&mut header, rel, target)?;
+        }
+        let mut sent = std::collections::HashSet::new();
+        for (rel, digest) in &tree.files {
+            if missing.contains(digest) && sent.insert(digest.clone()) {
+                builder
+                    .append_path_with_name(tree.root.join(rel), rel)
+                    .with_context(|| format!("cannot tar {rel}"))?;
+            }
+        }
+        builder.into_inner()?.finish()?;
+        Ok(())
+    });
+    Ok((Box::new(reader), producer))
 }
 
 fn tree_size(dir: &Path) -> u64 {

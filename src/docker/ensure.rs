@@ -38,6 +38,8 @@ pub struct EnsureOptions {
     /// `None`: keep the running container's token, or generate one.
     pub admin_token: Option<String>,
     pub memory_bytes: i64,
+    /// Run with the seccomp profile that allows io_uring ([`super::seccomp`]).
+    pub io_uring: bool,
 }
 
 /// What ensure did.
@@ -242,6 +244,9 @@ fn desired_config(options: &EnsureOptions, token: &str) -> Config<String> {
             }),
             memory: Some(options.memory_bytes),
             network_mode: Some(options.network.clone()),
+            security_opt: options
+                .io_uring
+                .then(|| vec![super::seccomp::security_opt()]),
             // No port bindings: 8080 is reached by Traefik on the network,
             // 9080 by deployers on the network; neither on the host.
             ..Default::default()
@@ -289,6 +294,25 @@ fn drift(
     let host = found.host_config.clone().unwrap_or_default();
     if host.memory != Some(options.memory_bytes) {
         reasons.push("memory limit differs".to_string());
+    }
+    let seccomp = |opts: &Option<Vec<String>>| -> Vec<String> {
+        opts.iter()
+            .flatten()
+            .filter(|o| o.starts_with("seccomp="))
+            .cloned()
+            .collect()
+    };
+    let wanted_seccomp = desired
+        .host_config
+        .as_ref()
+        .map(|h| seccomp(&h.security_opt))
+        .unwrap_or_default();
+    if seccomp(&host.security_opt) != wanted_seccomp {
+        reasons.push(if options.io_uring {
+            "seccomp profile differs (--io-uring)".to_string()
+        } else {
+            "seccomp profile differs (io_uring profile without --io-uring)".to_string()
+        });
     }
     if host.restart_policy.and_then(|r| r.name) != Some(RestartPolicyNameEnum::UNLESS_STOPPED) {
         reasons.push("restart policy differs".to_string());

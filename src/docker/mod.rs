@@ -9,6 +9,7 @@
 
 pub mod ensure;
 pub mod migrate;
+pub mod seccomp;
 pub mod status;
 
 use std::collections::HashMap;

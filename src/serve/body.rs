@@ -91,6 +91,20 @@ fn map_range(path: &Path, start: u64, len: u64) -> io::Result<Bytes> {
     Ok(bytes.slice(delta..delta + len as usize))
 }
 
+/// Maps all of a file that must be `size` bytes long, prefaulted, for the
+/// index to keep ([`crate::site::index::Representation::mapping`]).
+pub fn map_whole(path: &Path, size: u64) -> io::Result<Bytes> {
+    let bytes = map_range(path, 0, size)?;
+    let on_disk = std::fs::metadata(path)?.len();
+    if on_disk != size {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} changed size since it was indexed", path.display()),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// The range must lie inside the file as it is on disk now (it was
 /// checked against the indexed size; a changed file is an error, never a
 /// short body).

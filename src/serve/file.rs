@@ -1,8 +1,6 @@
 //! Answering with one file of a deployment: representation choice,
 //! validators, conditionals, ranges, headers, body.
 
-use std::io;
-
 use bytes::Bytes;
 use http::header::{
     ACCEPT_ENCODING, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE,
@@ -13,6 +11,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use super::body::{self, Body};
 use super::conditional::{self, Precondition};
 use super::encoding;
+use super::io::FileIo;
 use super::range::{self, RangeOutcome};
 use crate::site::index::{FileEntry, MemoryBudget, Representation};
 
@@ -26,6 +25,8 @@ pub struct FileAnswer<'a> {
     pub error_status: Option<StatusCode>,
     /// The deployment's budget for holding small files in memory.
     pub memory: &'a MemoryBudget,
+    /// How files are read from disk.
+    pub io: &'a FileIo,
 }
 
 impl FileAnswer<'_> {
@@ -55,6 +56,7 @@ impl FileAnswer<'_> {
                 builder.status(status),
                 rep,
                 self.memory,
+                self.io,
                 0,
                 rep.size,
                 self.head,
@@ -96,6 +98,7 @@ impl FileAnswer<'_> {
                     builder.status(StatusCode::OK),
                     rep,
                     self.memory,
+                    self.io,
                     0,
                     rep.size,
                     self.head,
@@ -106,7 +109,16 @@ impl FileAnswer<'_> {
                 let builder = builder
                     .status(StatusCode::PARTIAL_CONTENT)
                     .header(CONTENT_RANGE, format!("bytes {start}-{end}/{}", rep.size));
-                send(builder, rep, self.memory, start, end - start + 1, self.head).await
+                send(
+                    builder,
+                    rep,
+                    self.memory,
+                    self.io,
+                    start,
+                    end - start + 1,
+                    self.head,
+                )
+                .await
             }
             RangeOutcome::Unsatisfiable => finish(
                 builder
@@ -126,6 +138,7 @@ async fn send(
     builder: http::response::Builder,
     rep: &Representation,
     memory: &MemoryBudget,
+    io: &FileIo,
     start: u64,
     len: u64,
     head: bool,
@@ -139,7 +152,7 @@ async fn send(
     }
     if let Some(cell) = &rep.cache {
         if memory.try_reserve(rep.size) {
-            match load(rep).await {
+            match io.read_whole(&rep.disk_path, rep.size).await {
                 Ok(bytes) => {
                     if cell.set(bytes.clone()).is_err() {
                         memory.release(rep.size); // another request won the race
@@ -153,25 +166,28 @@ async fn send(
             }
         }
     }
-    match body::file_range(&rep.disk_path, start, len).await {
+    if let Some(cell) = &rep.mapping {
+        let mapped = match cell.get() {
+            Some(bytes) => Ok(bytes.clone()),
+            None => {
+                // Prefaulting may read the file from disk: off the async workers.
+                let (path, size) = (rep.disk_path.clone(), rep.size);
+                match tokio::task::spawn_blocking(move || body::map_whole(&path, size)).await {
+                    Ok(Ok(bytes)) => Ok(cell.get_or_init(|| bytes).clone()),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(std::io::Error::other(e)),
+                }
+            }
+        };
+        return match mapped {
+            Ok(bytes) => finish(builder, slice(&bytes, start, len)),
+            Err(e) => file_error(rep, e),
+        };
+    }
+    match io.range(&rep.disk_path, start, len).await {
         Ok(body) => finish(builder, body),
         Err(e) => file_error(rep, e),
     }
-}
-
-/// Reads a whole small file, checking it still has its indexed size.
-async fn load(rep: &Representation) -> io::Result<Bytes> {
-    let data = tokio::fs::read(&rep.disk_path).await?;
-    if data.len() as u64 != rep.size {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{} changed size since it was indexed",
-                rep.disk_path.display()
-            ),
-        ));
-    }
-    Ok(Bytes::from(data))
 }
 
 fn slice(bytes: &Bytes, start: u64, len: u64) -> Body {
@@ -187,8 +203,8 @@ fn slice(bytes: &Bytes, start: u64, len: u64) -> Body {
 
 /// A file the index knows could not be read: it was deleted or changed under
 /// the server. 404 when gone, 500 otherwise; never a panic, never a partial 200.
-fn file_error(rep: &Representation, error: io::Error) -> Response<Body> {
-    let status = if error.kind() == io::ErrorKind::NotFound {
+fn file_error(rep: &Representation, error: std::io::Error) -> Response<Body> {
+    let status = if error.kind() == std::io::ErrorKind::NotFound {
         StatusCode::NOT_FOUND
     } else {
         StatusCode::INTERNAL_SERVER_ERROR

@@ -9,6 +9,7 @@ pub mod body;
 pub mod conditional;
 pub mod encoding;
 pub mod file;
+pub mod io;
 pub mod listener;
 pub mod path;
 pub mod range;
@@ -27,7 +28,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use self::body::Body;
 use self::file::{finish, FileAnswer};
 use crate::config::Config;
-use crate::site::{Deployment, Registry};
+use crate::site::{Deployment, Registry, Retained};
 
 /// The parts of the configuration the public server reads per request,
 /// preconverted; swapped as a whole on SIGHUP.
@@ -38,6 +39,8 @@ pub struct Settings {
     /// `.project.example.com`, lowercased, with the leading dot.
     pub host_suffix: Option<String>,
     pub spa_services: HashSet<String>,
+    pub previews: bool,
+    pub skew_protection: bool,
 }
 
 impl Settings {
@@ -59,6 +62,8 @@ impl Settings {
                 .filter(|(_, s)| s.spa_fallback)
                 .map(|(name, _)| name.clone())
                 .collect(),
+            previews: config.previews,
+            skew_protection: config.skew_protection,
         })
     }
 }
@@ -67,11 +72,24 @@ impl Settings {
 pub struct PublicState {
     pub registry: Arc<Registry>,
     pub settings: ArcSwap<Settings>,
+    /// How files are read from disk (chosen once at startup).
+    pub io: io::FileIo,
+    /// Indexes of retained, non-current deployments (previews, skew).
+    pub retained: Arc<Retained>,
 }
 
 /// Which deployment answered; put in the response's extensions for the access log.
 #[derive(Debug, Clone)]
 pub struct ServedFrom(pub Arc<Deployment>);
+
+/// Marks a response answered from an older deployment by skew protection
+/// (counted in the metrics).
+#[derive(Debug, Clone, Copy)]
+pub struct SkewServed;
+
+/// `Cache-Control` of a file answered by skew protection: short, because
+/// the file is only there for pages loaded before the flip.
+pub const SKEW_CACHE_CONTROL: &str = "public, max-age=60";
 
 /// Answers one public request.
 pub async fn handle<B>(state: &PublicState, request: &Request<B>) -> Response<Body> {
@@ -118,6 +136,21 @@ pub async fn handle<B>(state: &PublicState, request: &Request<B>) -> Response<Bo
         return site.answer(&service, &decoded.segments).await;
     }
     match decoded.segments.as_slice() {
+        [s, target, rest @ ..] if s == "s" && target.contains('@') => {
+            let Some((service, id)) = target.split_once('@') else {
+                return plain(StatusCode::NOT_FOUND, "not found");
+            };
+            if !settings.previews {
+                return plain(StatusCode::NOT_FOUND, "not found: previews are disabled");
+            }
+            if !crate::store::is_valid_name(service) || !crate::store::is_valid_name(id) {
+                return plain(StatusCode::BAD_REQUEST, "bad request: invalid preview name");
+            }
+            if rest.is_empty() && !decoded.trailing_slash {
+                return redirect(&format!("{raw_path}/"), query);
+            }
+            site.preview(service, id, rest).await
+        }
         [s, service, rest @ ..] if s == "s" => {
             if !crate::store::is_valid_name(service) {
                 return plain(StatusCode::BAD_REQUEST, "bad request: invalid service name");
@@ -165,9 +198,60 @@ impl SiteRequest<'_> {
         let Some(deployment) = self.state.registry.get(service) else {
             return plain(StatusCode::NOT_FOUND, "not found: no such service");
         };
-        let mut response = self.answer_from(&deployment, service, rel).await;
-        response.extensions_mut().insert(ServedFrom(deployment));
+        let mut response = self.answer_from(&deployment, service, rel, true).await;
+        if response.extensions().get::<ServedFrom>().is_none() {
+            response.extensions_mut().insert(ServedFrom(deployment));
+        }
         response
+    }
+
+    /// `/s/<service>@<id>/…`: any retained deployment, read-only, never
+    /// cached, never indexed by search engines.
+    async fn preview(&self, service: &str, id: &str, rel: &[String]) -> Response<Body> {
+        let (retained, registry) = (self.state.retained.clone(), self.state.registry.clone());
+        let (owned_service, owned_id) = (service.to_string(), id.to_string());
+        let found =
+            tokio::task::spawn_blocking(move || retained.get(&registry, &owned_service, &owned_id))
+                .await
+                .ok()
+                .flatten();
+        let mut response = match &found {
+            Some(deployment) => self.answer_from(deployment, service, rel, false).await,
+            None => plain(StatusCode::NOT_FOUND, "not found: no such deployment"),
+        };
+        let headers = response.headers_mut();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert("x-robots-tag", HeaderValue::from_static("noindex"));
+        if let Some(deployment) = found {
+            response.extensions_mut().insert(ServedFrom(deployment));
+        }
+        response
+    }
+
+    /// Skew protection: the newest retained deployment other than the
+    /// current one that has `path` as a non-HTML file.
+    async fn skewed(&self, service: &str, current_id: &str, path: &str) -> Option<Response<Body>> {
+        let (retained, registry) = (self.state.retained.clone(), self.state.registry.clone());
+        let (service, current_id, owned_path) = (
+            service.to_string(),
+            current_id.to_string(),
+            path.to_string(),
+        );
+        let older = tokio::task::spawn_blocking(move || {
+            retained.newest_with(&registry, &service, &current_id, &owned_path)
+        })
+        .await
+        .ok()
+        .flatten()?;
+        let entry = older.file(path)?;
+        if entry.is_html {
+            return None;
+        }
+        let cache_control = HeaderValue::from_static(SKEW_CACHE_CONTROL);
+        let mut response = self.file_with(&older, entry, &cache_control).await;
+        response.extensions_mut().insert(SkewServed);
+        response.extensions_mut().insert(ServedFrom(older.clone()));
+        Some(response)
     }
 
     async fn answer_from(
@@ -175,6 +259,7 @@ impl SiteRequest<'_> {
         deployment: &Deployment,
         service: &str,
         rel: &[String],
+        current: bool,
     ) -> Response<Body> {
         if rel.iter().any(|s| s.starts_with('.')) {
             return self.not_found(deployment).await;
@@ -203,6 +288,11 @@ impl SiteRequest<'_> {
                 return self.file(deployment, entry).await;
             }
         }
+        if current && looks_like_asset && self.settings.skew_protection {
+            if let Some(response) = self.skewed(service, &deployment.id, &joined).await {
+                return response;
+            }
+        }
         self.not_found(deployment).await
     }
 
@@ -216,6 +306,15 @@ impl SiteRequest<'_> {
         } else {
             &self.settings.cache_control_assets
         };
+        self.file_with(deployment, entry, cache_control).await
+    }
+
+    async fn file_with(
+        &self,
+        deployment: &Deployment,
+        entry: &crate::site::index::FileEntry,
+        cache_control: &HeaderValue,
+    ) -> Response<Body> {
         FileAnswer {
             entry,
             request_headers: self.headers,
@@ -223,6 +322,7 @@ impl SiteRequest<'_> {
             cache_control,
             error_status: None,
             memory: &deployment.memory,
+            io: &self.state.io,
         }
         .respond()
         .await
@@ -239,6 +339,7 @@ impl SiteRequest<'_> {
                     cache_control: &self.settings.cache_control_html,
                     error_status: Some(StatusCode::NOT_FOUND),
                     memory: &deployment.memory,
+                    io: &self.state.io,
                 }
                 .respond()
                 .await

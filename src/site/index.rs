@@ -65,7 +65,16 @@ pub struct Representation {
     /// first use (or at index time when the file was read for hashing).
     /// Shared with the sibling's own entry, so `app.js.br` is held once.
     pub cache: Option<Arc<OnceLock<Bytes>>>,
+    /// For larger files up to [`MAPPED_MAX`]: one read-only mapping of the
+    /// whole file, made on first use and kept while the index lives, so
+    /// later responses are slices of it with no open, mmap or munmap.
+    /// Mapped pages are page cache (the kernel can reclaim them), not heap.
+    pub mapping: Option<Arc<OnceLock<Bytes>>>,
 }
+
+/// Files above the in-memory limit and up to this size are served from a
+/// mapping kept in the index; larger ones are read per response.
+pub const MAPPED_MAX: u64 = 64 << 20;
 
 impl Representation {
     /// The bytes, if held in memory already.
@@ -256,6 +265,8 @@ impl Deployment {
                 disk_path,
                 size,
                 etag: etag_from_digest(&digest),
+                mapping: (cache.is_none() && size > 0 && size <= MAPPED_MAX)
+                    .then(|| Arc::new(OnceLock::new())),
                 cache,
             };
             plain.insert(rel, (representation, mtime));
@@ -289,6 +300,7 @@ impl Deployment {
                     size: rep.size,
                     etag: rep.etag.clone(),
                     cache: rep.cache.clone(),
+                    mapping: rep.mapping.clone(),
                 });
         }
         let mut types: HashMap<String, (HeaderValue, bool)> = HashMap::new();

@@ -6,6 +6,7 @@
 
 pub mod index;
 pub mod registry;
+pub mod retained;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::config::Config;
 use crate::store::Layout;
 pub use index::{Deployment, IndexOptions};
 pub use registry::Registry;
+pub use retained::Retained;
 
 impl IndexOptions {
     pub fn from_config(config: &Config) -> Self {
@@ -53,34 +55,24 @@ pub struct ScanReport {
     pub broken: Vec<(String, String)>,
 }
 
-/// Scans the root and makes the registry match the disk: every service's
-/// current deployment is indexed and published (unchanged ones are kept as
-/// they are), services that disappeared are dropped. With `clean_tmp`
-/// (startup only: no upload can be running yet) leftover `<id>.tmp`
-/// directories are removed first. A broken service is logged and skipped;
-/// it never stops the others from being served.
-pub fn scan(
-    layout: &Layout,
-    registry: &Registry,
-    config: &Config,
-    clean_tmp: bool,
-) -> Result<ScanReport> {
+/// The startup scan: removes leftover `<id>.tmp` directories (no upload can
+/// be running yet), then indexes and publishes every service's current
+/// deployment. A broken service is reported and skipped; it never stops the
+/// others from being served. Later resyncs go through the watcher, which
+/// holds each service's lock.
+pub fn scan(layout: &Layout, registry: &Registry, config: &Config) -> Result<ScanReport> {
     layout.ensure_root()?;
     let options = IndexOptions::from_config(config);
     let mut report = ScanReport::default();
     let services = layout.services()?;
     for service in &services {
-        if clean_tmp {
-            match layout.clean_tmp(service) {
-                Ok(removed) => {
-                    for path in removed {
-                        tracing::info!(service, path = %path.display(), "removed unfinished upload");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(service, error = format!("{e:#}"), "cannot clean leftovers")
+        match layout.clean_tmp(service) {
+            Ok(removed) => {
+                for path in removed {
+                    tracing::info!(service, path = %path.display(), "removed unfinished upload");
                 }
             }
+            Err(e) => tracing::warn!(service, error = format!("{e:#}"), "cannot clean leftovers"),
         }
         match refresh(layout, registry, options, service) {
             Refresh::Unchanged(id) => report.served.push((service.clone(), id)),
@@ -90,12 +82,18 @@ pub fn scan(
             Refresh::Moved => {}
         }
     }
-    for (name, _) in registry.snapshot() {
-        if !services.contains(&name) {
-            registry.remove(&name);
-        }
-    }
     Ok(report)
+}
+
+/// Stops serving `service` if its directory is gone. The directory is checked
+/// again here, not taken from an earlier listing: a service created (and
+/// published by an upload) after the listing must not be dropped. Callers
+/// that race with this process's flips hold the service's local lock.
+pub fn forget_if_gone(layout: &Layout, registry: &Registry, service: &str) -> bool {
+    if layout.service_dir(service).is_dir() {
+        return false;
+    }
+    registry.remove(service).is_some()
 }
 
 /// What [`refresh`] did for one service.

@@ -38,6 +38,10 @@ pub struct Limits {
     /// Leading path components to drop from every entry, like
     /// `tar --strip-components` (entries with no more components are skipped).
     pub strip_components: usize,
+    /// A differential upload: it carries only some files plus a top-level
+    /// `.deployer-manifest` of the whole tree ([`Extracted::declared`]);
+    /// the caller completes it (`store::dedup::complete_partial`).
+    pub partial: bool,
 }
 
 /// Why an upload was refused; each maps to one HTTP status.
@@ -123,7 +127,33 @@ pub struct Extracted {
     pub digest: String,
     /// (path, sha256) of every regular file, sorted by path.
     pub manifest: Vec<(String, String)>,
+    /// Symlinks as (path, target), sorted: part of the digest.
+    pub links: Vec<(String, String)>,
+    /// Regular files that came in the upload itself (a differential upload
+    /// sends fewer than `files`).
+    pub received: u64,
+    /// Partial uploads: the manifest of the whole tree the upload declared.
+    pub declared: Option<super::meta::Manifest>,
+    /// Files hard-linked to identical ones of other deployments.
+    pub linked: u64,
 }
+
+/// The deployment digest: SHA-256 over the sorted manifest and symlinks.
+/// Its first 12 hex digits are the default deployment id, so the same tree
+/// gets the same id whether it came whole or as a differential upload.
+pub fn tree_digest(manifest: &[(String, String)], links: &[(String, String)]) -> String {
+    let mut hasher = Sha256::new();
+    for (path, digest) in manifest {
+        hasher.update(format!("{digest}  {path}\n"));
+    }
+    for (path, target) in links {
+        hasher.update(format!("symlink:{target}  {path}\n"));
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Largest `.deployer-manifest` a differential upload may carry.
+const MAX_DECLARED_MANIFEST: u64 = 64 << 20;
 
 /// Reads an upload (tar, tar.gz or tar.zst) from `reader` into `dest`, an
 /// empty directory the caller created.
@@ -162,6 +192,7 @@ pub fn extract(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Extrac
         bytes: 0,
         digests: HashMap::new(),
         links: Vec::new(),
+        declared: None,
         writer: FileWriter::new(),
     };
     let entries = archive
@@ -247,6 +278,8 @@ struct State<'a> {
     digests: HashMap<String, String>,
     /// Symlinks as (path, target): part of the digest, not of the manifest.
     links: Vec<(String, String)>,
+    /// The whole tree's manifest, read from a partial upload.
+    declared: Option<super::meta::Manifest>,
     writer: FileWriter,
 }
 
@@ -288,6 +321,33 @@ impl State<'_> {
                 lossy(&raw_path)
             )));
         }
+        if components.len() == 1 && rel == MANIFEST_FILE && self.limits.partial {
+            if kind != EntryType::Regular && kind != EntryType::Continuous {
+                return Err(IngestError::Rejected(format!(
+                    "{MANIFEST_FILE} must be a file"
+                )));
+            }
+            let mut text = Vec::new();
+            (&mut entry)
+                .take(MAX_DECLARED_MANIFEST + 1)
+                .read_to_end(&mut text)
+                .map_err(|e| IngestError::from_io(e, "reading the upload's manifest"))?;
+            if text.len() as u64 > MAX_DECLARED_MANIFEST {
+                return Err(IngestError::TooLarge(format!(
+                    "{MANIFEST_FILE} is larger than {MAX_DECLARED_MANIFEST} bytes"
+                )));
+            }
+            let declared = super::meta::parse_manifest(&text[..])
+                .map_err(|e| IngestError::Rejected(format!("{MANIFEST_FILE}: {e}")))?;
+            if declared.len() as u64 > self.limits.max_files {
+                return Err(IngestError::TooLarge(format!(
+                    "{MANIFEST_FILE} declares more than max_files = {} files",
+                    self.limits.max_files
+                )));
+            }
+            self.declared = Some(declared);
+            return Ok(());
+        }
         if components.len() == 1 && (rel == META_FILE || rel == MANIFEST_FILE) {
             // Ours to write; an upload of a downloaded deployment may carry old copies.
             return Ok(());
@@ -298,7 +358,8 @@ impl State<'_> {
             EntryType::Regular | EntryType::Continuous => {
                 self.count_file(&rel)?;
                 self.make_dirs(&components[..components.len() - 1])?;
-                let digest = self.write_file(&mut entry, &path, &rel)?;
+                let declared_size = entry.header().size().unwrap_or(CHUNK as u64);
+                let digest = self.write_file(&mut entry, declared_size, &path, &rel)?;
                 self.digests.insert(rel, digest);
                 Ok(())
             }
@@ -366,35 +427,17 @@ impl State<'_> {
         Ok(())
     }
 
-    /// Creates each missing directory of `components`; an existing component
-    /// must be a real directory (never a symlink or a file).
     fn make_dirs(&self, components: &[String]) -> Result<(), IngestError> {
-        let mut path = self.dest.to_path_buf();
-        for component in components {
-            path.push(component);
-            match fs::symlink_metadata(&path) {
-                Ok(m) if m.is_dir() => continue,
-                Ok(_) => {
-                    return Err(IngestError::Rejected(format!(
-                        "{} is used both as a directory and as a file or link",
-                        path.strip_prefix(self.dest).unwrap_or(&path).display()
-                    )))
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(self.write_error(e, component)),
-            }
-            fs::DirBuilder::new()
-                .mode(0o755)
-                .create(&path)
-                .map_err(|e| self.write_error(e, component))?;
-        }
-        Ok(())
+        make_dirs(self.dest, components)
     }
 
     /// Hashes a file's bytes here while the writer thread writes them.
+    /// `declared_size` (from the tar header) only sizes the read buffer, so
+    /// a small file does not zero a whole chunk; the bytes read decide.
     fn write_file(
         &mut self,
         entry: &mut impl Read,
+        declared_size: u64,
         path: &Path,
         rel: &str,
     ) -> Result<String, IngestError> {
@@ -403,15 +446,22 @@ impl State<'_> {
             .create(path.to_path_buf(), rel.to_string())
             .map_err(|e| self.write_error(e, rel))?;
         let mut hasher = Sha256::new();
+        // +1: a file matching its header ends on a zero-length read.
+        let mut want = usize::try_from(declared_size.saturating_add(1))
+            .unwrap_or(CHUNK)
+            .clamp(1, CHUNK);
         loop {
             let mut buf = self.writer.buffer();
-            buf.resize(CHUNK, 0);
+            buf.resize(want, 0);
+            want = CHUNK;
             let n = read_full(entry, &mut buf)
                 .map_err(|e| IngestError::from_io(e, &format!("reading {rel}")))?;
             if n == 0 {
                 self.writer.give_back(buf);
                 break;
             }
+            // read_full stops short only at the end of the entry.
+            let last = n < buf.len();
             buf.truncate(n);
             self.add_bytes(n as u64)?;
             self.check_writer()?;
@@ -419,6 +469,9 @@ impl State<'_> {
             self.writer
                 .write(buf)
                 .map_err(|e| self.write_error(e, rel))?;
+            if last {
+                break;
+            }
         }
         Ok(hex::encode(hasher.finalize()))
     }
@@ -448,7 +501,13 @@ impl State<'_> {
 
     fn finish(self) -> Result<Extracted, IngestError> {
         self.flush_writer()?;
+        if self.limits.partial && self.declared.is_none() {
+            return Err(IngestError::Rejected(format!(
+                "a differential upload (partial=true) must carry a top-level {MANIFEST_FILE}"
+            )));
+        }
         if self.limits.require_index
+            && !self.limits.partial
             && !self.digests.contains_key("index.html")
             && !self.links.iter().any(|(p, _)| p == "index.html")
         {
@@ -461,20 +520,44 @@ impl State<'_> {
         manifest.sort();
         let mut links = self.links;
         links.sort();
-        let mut hasher = Sha256::new();
-        for (path, digest) in &manifest {
-            hasher.update(format!("{digest}  {path}\n"));
-        }
-        for (path, target) in &links {
-            hasher.update(format!("symlink:{target}  {path}\n"));
-        }
         Ok(Extracted {
             files: self.files,
             bytes: self.bytes,
-            digest: hex::encode(hasher.finalize()),
+            digest: tree_digest(&manifest, &links),
+            received: manifest.len() as u64,
             manifest,
+            links,
+            declared: self.declared,
+            linked: 0,
         })
     }
+}
+
+/// Creates each missing directory of `components` under `dest`; an existing
+/// component must be a real directory (never a symlink or a file, which
+/// could lead outside the deployment). Shared with differential uploads.
+pub(super) fn make_dirs(dest: &Path, components: &[String]) -> Result<(), IngestError> {
+    let mut path = dest.to_path_buf();
+    for component in components {
+        path.push(component);
+        let write_error = |e| IngestError::from_io(e, &format!("writing {component}"));
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => {
+                return Err(IngestError::Rejected(format!(
+                    "{} is used both as a directory and as a file or link",
+                    path.strip_prefix(dest).unwrap_or(&path).display()
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(write_error(e)),
+        }
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&path)
+            .map_err(write_error)?;
+    }
+    Ok(())
 }
 
 /// Reads until `buf` is full or the entry ends (fewer, larger writes).
@@ -573,6 +656,7 @@ mod tests {
         max_files: 100,
         require_index: true,
         strip_components: 0,
+        partial: false,
     };
 
     /// Builds a tar by hand so hostile entries can be made exactly.

@@ -57,8 +57,13 @@ pub fn read_manifest(dir: &Path) -> io::Result<Manifest> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Manifest::new()),
         Err(e) => return Err(e),
     };
+    parse_manifest(io::BufReader::new(file))
+}
+
+/// Parses `sha256sum`-format lines (`<hex>  <path>`).
+pub fn parse_manifest(reader: impl BufRead) -> io::Result<Manifest> {
     let mut manifest = Manifest::new();
-    for line in io::BufReader::new(file).lines() {
+    for line in reader.lines() {
         let line = line?;
         let Some((digest, path)) = line.split_once("  ") else {
             continue;

@@ -12,6 +12,7 @@
 //! reads a name from a client or from the disk checks it with
 //! [`is_valid_name`] before joining it to a path.
 
+pub mod dedup;
 pub mod deployments;
 pub mod flip;
 pub mod ingest;

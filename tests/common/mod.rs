@@ -382,3 +382,39 @@ pub fn raw_tar(entries: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {
     }
     builder.into_inner().unwrap()
 }
+
+/// Runs `project-http deploy --quiet` of `dir` to service `web` through the
+/// admin API at `admin`, verifying through `public`; returns (success,
+/// stdout trimmed, stderr).
+#[allow(dead_code)]
+pub fn deploy_web(
+    admin: SocketAddr,
+    public: &str,
+    token: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> (bool, String, String) {
+    let url = format!("http://{admin}");
+    let mut args = vec![
+        "deploy",
+        "--admin",
+        &url,
+        "--public",
+        public,
+        "--service",
+        "web",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    args.push(dir.to_str().unwrap());
+    let output = Command::new(binary())
+        .args(&args)
+        .env("PROJECT_HTTP_ADMIN_TOKEN", token)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).trim().to_string(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

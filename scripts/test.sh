@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, for both file I/O backends (see docs/BENCHMARKS.md,
+# "io_uring"): first with io_backend = auto (io_uring wherever the kernel
+# and seccomp allow it, as on the CI machines), then again with epoll forced.
+# The second pass leaves out tests/docker.rs: servers inside containers do
+# not see this environment, and that file already runs the image under both
+# backends (tests `ensure_creates_…` and `the_io_backend_follows_…`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== test pass 1: io_backend=auto (io_uring where allowed)"
+PROJECT_HTTP_IO_BACKEND=auto cargo test --locked
+echo "== test pass 2: io_backend=epoll"
+tests=()
+for file in tests/*.rs; do
+    name=$(basename "$file" .rs)
+    [ "$name" = docker ] || tests+=(--test "$name")
+done
+PROJECT_HTTP_IO_BACKEND=epoll cargo test --locked --lib "${tests[@]}"
