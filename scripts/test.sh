@@ -5,14 +5,17 @@
 # The second pass leaves out tests/docker.rs: servers inside containers do
 # not see this environment, and that file already runs the image under both
 # backends (tests `ensure_creates_…` and `the_io_backend_follows_…`).
+# Pass 2 also runs every server with one worker, which is tokio's
+# current-thread runtime (src/main.rs, `server_runtime`); pass 1 runs the
+# multi-thread one (one worker per CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== test pass 1: io_backend=auto (io_uring where allowed)"
 PROJECT_HTTP_IO_BACKEND=auto cargo test --locked
-echo "== test pass 2: io_backend=epoll"
+echo "== test pass 2: io_backend=epoll, one worker"
 tests=()
 for file in tests/*.rs; do
     name=$(basename "$file" .rs)
     [ "$name" = docker ] || tests+=(--test "$name")
 done
-PROJECT_HTTP_IO_BACKEND=epoll cargo test --locked --lib "${tests[@]}"
+PROJECT_HTTP_IO_BACKEND=epoll PROJECT_HTTP_WORKERS=1 cargo test --locked --lib "${tests[@]}"

@@ -525,11 +525,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     {
         return fail(e);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.worker_threads())
-        .enable_all()
-        .build()
-    {
+    let runtime = match server_runtime(config.worker_threads()) {
         Ok(runtime) => runtime,
         Err(e) => return fail(anyhow::Error::new(e).context("cannot start the async runtime")),
     };
@@ -539,6 +535,26 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             tracing::error!(error = format!("{e:#}"), "server failed");
             fail(e)
         }
+    }
+}
+
+/// The async runtime the server runs on. One worker (a container limited to
+/// one CPU, the benchmarks) gets tokio's current-thread scheduler: its run
+/// queue is one unbounded FIFO, so with a thousand busy keep-alive
+/// connections each waits its turn. The multi-thread scheduler with a single
+/// worker keeps 256 tasks in a local queue and overflows the rest to a global
+/// queue it visits far less often, so those connections starve: p99 at 1 000
+/// connections was 158 ms with it and 20 ms with this (docs/BENCHMARKS.md).
+fn server_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
     }
 }
 
