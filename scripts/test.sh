@@ -5,9 +5,8 @@
 # The second pass leaves out tests/docker.rs: servers inside containers do
 # not see this environment, and that file already runs the image under both
 # backends (tests `ensure_creates_…` and `the_io_backend_follows_…`).
-# Pass 2 also runs every server with one worker, which is tokio's
-# current-thread runtime (src/main.rs, `server_runtime`); pass 1 runs the
-# multi-thread one (one worker per CPU).
+# Pass 2 also runs every server with one worker (no extra worker threads,
+# src/serve/workers.rs); pass 1 with one per CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== test pass 1: io_backend=auto (io_uring where allowed)"

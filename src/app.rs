@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +20,7 @@ use crate::admin::AdminState;
 use crate::config::{Config, Overrides};
 use crate::serve::io::FileIo;
 use crate::serve::listener::{self, ListenOptions};
+use crate::serve::workers::{self, ExtraWorkers};
 use crate::serve::{PublicState, Settings};
 use crate::serve::{ServedFrom, SkewServed};
 use crate::site::{self, Registry, Retained};
@@ -37,6 +39,7 @@ pub struct Running {
     watch: Watch,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    extra_workers: ExtraWorkers,
 }
 
 impl Running {
@@ -46,6 +49,7 @@ impl Running {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.extra_workers.join().await;
     }
 
     /// Re-reads the configuration and rescans the root (what SIGHUP does).
@@ -211,11 +215,28 @@ pub async fn start(config: &Config) -> Result<Running> {
         events: admin_state.events.clone(),
         locks: admin_state.locks.clone(),
     };
+    // Worker 0 is this runtime; the others run on their own threads
+    // (serve/workers.rs), sharing the socket and the connection limit.
+    let public_socket = public_listener
+        .into_std()
+        .context("cannot prepare the public socket for the worker threads")?;
+    let public_permits = Arc::new(Semaphore::new(config.max_connections));
+    let extra_workers = workers::spawn_extra(
+        &public_socket,
+        config.worker_threads(),
+        public_handler.clone(),
+        options,
+        public_permits.clone(),
+        shutdown.clone(),
+    )?;
+    let public_listener = TcpListener::from_std(public_socket)
+        .context("cannot register the public socket with the runtime")?;
     let tasks = vec![
-        tokio::spawn(listener::run(
+        tokio::spawn(listener::run_shared(
             public_listener,
             public_handler,
             options,
+            public_permits,
             shutdown.clone(),
         )),
         tokio::spawn(listener::run(
@@ -255,6 +276,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         watch,
         shutdown,
         tasks,
+        extra_workers,
     })
 }
 

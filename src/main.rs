@@ -525,7 +525,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     {
         return fail(e);
     }
-    let runtime = match server_runtime(config.worker_threads()) {
+    let runtime = match server_runtime() {
         Ok(runtime) => runtime,
         Err(e) => return fail(anyhow::Error::new(e).context("cannot start the async runtime")),
     };
@@ -538,24 +538,13 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// The async runtime the server runs on. One worker (a container limited to
-/// one CPU, the benchmarks) gets tokio's current-thread scheduler: its run
-/// queue is one unbounded FIFO, so with a thousand busy keep-alive
-/// connections each waits its turn. The multi-thread scheduler with a single
-/// worker keeps 256 tasks in a local queue and overflows the rest to a global
-/// queue it visits far less often, so those connections starve: p99 at 1 000
-/// connections was 158 ms with it and 20 ms with this (docs/BENCHMARKS.md).
-fn server_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    if workers <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-    }
+/// The async runtime the server runs on: a current-thread one, which is
+/// public worker 0 and also runs the admin API and the watcher; the other
+/// workers get their own threads (src/serve/workers.rs says why).
+fn server_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 fn fail(error: anyhow::Error) -> ExitCode {

@@ -211,7 +211,8 @@ fn get_fails(addr: std::net::SocketAddr) -> bool {
 
 /// A client trickling headers is cut off by the header timeout while
 /// others keep being served; at the connection limit new clients wait in the
-/// backlog and are answered once a slot frees up.
+/// backlog and are answered once a slot frees up. Three workers: the limit
+/// is one for the port, not one per worker thread.
 #[test]
 fn slow_clients_are_cut_off_and_the_connection_limit_holds() {
     let root = Root::new();
@@ -223,7 +224,10 @@ fn slow_clients_are_cut_off_and_the_connection_limit_holds() {
         "header_read_timeout_secs = 1\nmax_connections = 2\n",
     )
     .unwrap();
-    let server = Server::start(root.path(), &["--config", config.to_str().unwrap()]);
+    let server = Server::start(
+        root.path(),
+        &["--config", config.to_str().unwrap(), "--workers", "3"],
+    );
 
     // Two slowloris clients take both slots.
     let mut slow: Vec<TcpStream> = (0..2)

@@ -43,8 +43,24 @@ pub async fn run<H, F>(
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(options.max_connections));
+    run_shared(listener, handler, options, permits, shutdown).await
+}
+
+/// [`run`] with a connection limit shared with other listeners (the public
+/// port's worker threads, [`super::workers`]); `options.max_connections` is
+/// not read.
+pub async fn run_shared<H, F>(
+    listener: TcpListener,
+    handler: H,
+    options: ListenOptions,
+    permits: Arc<Semaphore>,
+    shutdown: CancellationToken,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

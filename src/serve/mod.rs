@@ -13,6 +13,7 @@ pub mod io;
 pub mod listener;
 pub mod path;
 pub mod range;
+pub mod workers;
 
 use std::collections::HashSet;
 use std::sync::Arc;
