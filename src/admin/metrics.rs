@@ -3,28 +3,48 @@
 //! Requests are counted per service and status by the public server; the
 //! deploy path counts deploys, failures, prunes and the last success. Disk
 //! use is measured when scraped.
+//!
+//! Per-request counters live in shards, one per worker thread (a thread picks
+//! its shard once), so public workers never contend on one lock for every
+//! response; a scrape sums the shards.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// More than the worker threads of any machine this runs on; threads beyond
+/// it share shards, which stays correct.
+const SHARDS: usize = 16;
+
+/// What every public response updates.
 #[derive(Default)]
-struct Counters {
+struct RequestCounters {
     /// service → status → count (nested so a hit needs no allocation).
     requests: BTreeMap<String, BTreeMap<u16, u64>>,
     response_bytes: BTreeMap<String, u64>,
+    skew_served: BTreeMap<String, u64>,
+}
+
+/// One shard on its own cache lines, so two workers' updates don't share one.
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard(Mutex<RequestCounters>);
+
+#[derive(Default)]
+struct Counters {
     deploys: BTreeMap<String, u64>,
     failures: BTreeMap<String, u64>,
     prunes: BTreeMap<String, u64>,
     activations: BTreeMap<String, u64>,
     last_deploy: BTreeMap<String, f64>,
-    skew_served: BTreeMap<String, u64>,
 }
 
 #[derive(Default)]
 pub struct Metrics {
     counters: Mutex<Counters>,
+    shards: [Shard; SHARDS],
 }
 
 fn now_secs() -> f64 {
@@ -34,14 +54,59 @@ fn now_secs() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// This thread's shard number, given out round-robin on first use.
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    INDEX.with(|index| *index)
+}
+
+/// Adds `n` under `service`, allocating the key only the first time.
+fn add(map: &mut BTreeMap<String, u64>, service: &str, n: u64) {
+    match map.get_mut(service) {
+        Some(total) => *total += n,
+        None => {
+            map.insert(service.to_string(), n);
+        }
+    }
+}
+
 impl Metrics {
     fn with<T>(&self, f: impl FnOnce(&mut Counters) -> T) -> T {
         f(&mut self.counters.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    fn with_shard<T>(&self, f: impl FnOnce(&mut RequestCounters) -> T) -> T {
+        let shard = &self.shards[shard_index()].0;
+        f(&mut shard.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The request counters of every shard, summed.
+    fn request_totals(&self) -> RequestCounters {
+        let mut total = RequestCounters::default();
+        for shard in &self.shards {
+            let shard = shard.0.lock().unwrap_or_else(|p| p.into_inner());
+            for (service, statuses) in &shard.requests {
+                let into = total.requests.entry(service.clone()).or_default();
+                for (status, n) in statuses {
+                    *into.entry(*status).or_default() += n;
+                }
+            }
+            for (service, n) in &shard.response_bytes {
+                add(&mut total.response_bytes, service, *n);
+            }
+            for (service, n) in &shard.skew_served {
+                add(&mut total.skew_served, service, *n);
+            }
+        }
+        total
+    }
+
     /// One public request (`service` is "-" when none answered).
     pub fn record_request(&self, service: &str, status: u16, bytes: u64) {
-        self.with(|c| {
+        self.with_shard(|c| {
             match c.requests.get_mut(service) {
                 Some(statuses) => *statuses.entry(status).or_default() += 1,
                 None => {
@@ -49,12 +114,7 @@ impl Metrics {
                         .insert(service.to_string(), BTreeMap::from([(status, 1)]));
                 }
             }
-            match c.response_bytes.get_mut(service) {
-                Some(total) => *total += bytes,
-                None => {
-                    c.response_bytes.insert(service.to_string(), bytes);
-                }
-            }
+            add(&mut c.response_bytes, service, bytes);
         });
     }
 
@@ -75,7 +135,7 @@ impl Metrics {
 
     /// A file answered from an older deployment by skew protection.
     pub fn record_skew(&self, service: &str) {
-        self.with(|c| *c.skew_served.entry(service.to_string()).or_default() += 1);
+        self.with_shard(|c| add(&mut c.skew_served, service, 1));
     }
 
     pub fn record_activation(&self, service: &str) {
@@ -85,6 +145,7 @@ impl Metrics {
     /// Renders every metric; `disk` is (service, bytes on disk).
     pub fn render(&self, disk: &[(String, u64)]) -> String {
         let mut out = String::new();
+        let r = self.request_totals();
         self.with(|c| {
             family(
                 &mut out,
@@ -92,7 +153,7 @@ impl Metrics {
                 "counter",
                 "Public requests by service and status.",
             );
-            for (service, statuses) in &c.requests {
+            for (service, statuses) in &r.requests {
                 for (status, n) in statuses {
                     let _ = writeln!(
                         out,
@@ -105,7 +166,7 @@ impl Metrics {
                 "project_http_response_bytes_total",
                 "counter",
                 "Response body bytes sent.",
-                &c.response_bytes,
+                &r.response_bytes,
             );
             per_service(
                 &mut out,
@@ -140,7 +201,7 @@ impl Metrics {
                 "project_http_skew_served_total",
                 "counter",
                 "Files answered from an older retained deployment (skew protection).",
-                &c.skew_served,
+                &r.skew_served,
             );
             family(
                 &mut out,
@@ -185,5 +246,50 @@ fn per_service(
     family(out, name, kind, help);
     for (service, n) in values {
         let _ = writeln!(out, "{name}{{service=\"{service}\"}} {n}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests counted on many threads (many shards, some shared) add up.
+    #[test]
+    fn counts_from_every_thread_are_summed() {
+        let metrics = std::sync::Arc::new(Metrics::default());
+        let threads: Vec<_> = (0..SHARDS + 4)
+            .map(|_| {
+                let metrics = metrics.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        metrics.record_request("web", 200, 10);
+                    }
+                    metrics.record_request("web", 404, 1);
+                    metrics.record_skew("web");
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let text = metrics.render(&[]);
+        let n = SHARDS + 4;
+        for line in [
+            format!(
+                "project_http_requests_total{{service=\"web\",status=\"200\"}} {}",
+                n * 100
+            ),
+            format!("project_http_requests_total{{service=\"web\",status=\"404\"}} {n}"),
+            format!(
+                "project_http_response_bytes_total{{service=\"web\"}} {}",
+                n * 1001
+            ),
+            format!("project_http_skew_served_total{{service=\"web\"}} {n}"),
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
     }
 }
