@@ -138,6 +138,49 @@ fn skew_protection_answers_old_assets_but_never_old_html() {
     );
 }
 
+/// Once the service directory has been still for a second, skew answers come
+/// from a cached listing (src/site/retained.rs); a deployment added or
+/// deleted after that is still seen at once.
+#[test]
+fn skew_protection_sees_deployments_added_and_deleted_after_caching() {
+    let root = Root::new();
+    let (server, admin) = Server::start_with_token(root.path(), TOKEN, &[]);
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(1300));
+    let first = upload(admin, "", &[("index.html", b"a"), ("app.a.js", b"a()")]);
+    upload(admin, "", &[("index.html", b"b"), ("app.b.js", b"b()")]);
+    assert_eq!(server.get("/s/web/app.a.js").text(), "a()");
+    settle();
+    // Read and cached now; answered from the cache the second time.
+    assert_eq!(server.get("/s/web/app.a.js").text(), "a()");
+    assert_eq!(server.get("/s/web/app.a.js").text(), "a()");
+    assert_eq!(server.get("/s/web/app.z.js").status, 404);
+    // A staged deployment added after the listing was cached.
+    upload(
+        admin,
+        "?activate=false",
+        &[("index.html", b"c"), ("app.c.js", b"c()")],
+    );
+    assert_eq!(server.get("/s/web/app.c.js").text(), "c()");
+    settle();
+    assert_eq!(server.get("/s/web/app.c.js").text(), "c()");
+    assert_eq!(server.get("/s/web/app.a.js").text(), "a()");
+    // Deleted after being cached: never answered from again.
+    let r = send(
+        admin,
+        "DELETE",
+        &format!("/services/web/deployments/{first}"),
+        &[AUTH],
+        b"",
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(server.get("/s/web/app.a.js").status, 404);
+    assert_eq!(server.get("/s/web/app.c.js").text(), "c()");
+    assert_eq!(
+        metric(admin, "project_http_skew_served_total{service=\"web\"}"),
+        7
+    );
+}
+
 #[test]
 fn skew_protection_can_be_switched_off() {
     let root = Root::new();

@@ -29,7 +29,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use self::body::Body;
 use self::file::{finish, FileAnswer};
 use crate::config::Config;
-use crate::site::{Deployment, Registry, Retained};
+use crate::site::{Cached, Deployment, Registry, Retained};
 
 /// The parts of the configuration the public server reads per request,
 /// preconverted; swapped as a whole on SIGHUP.
@@ -232,18 +232,28 @@ impl SiteRequest<'_> {
     /// Skew protection: the newest retained deployment other than the
     /// current one that has `path` as a non-HTML file.
     async fn skewed(&self, service: &str, current_id: &str, path: &str) -> Option<Response<Body>> {
-        let (retained, registry) = (self.state.retained.clone(), self.state.registry.clone());
-        let (service, current_id, owned_path) = (
-            service.to_string(),
-            current_id.to_string(),
-            path.to_string(),
-        );
-        let older = tokio::task::spawn_blocking(move || {
-            retained.newest_with(&registry, &service, &current_id, &owned_path)
-        })
-        .await
-        .ok()
-        .flatten()?;
+        let older = match self
+            .state
+            .retained
+            .newest_with_cached(service, current_id, path)
+        {
+            Cached::Known(older) => older?,
+            Cached::Unknown => {
+                let (retained, registry) =
+                    (self.state.retained.clone(), self.state.registry.clone());
+                let (service, current_id, owned_path) = (
+                    service.to_string(),
+                    current_id.to_string(),
+                    path.to_string(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    retained.newest_with(&registry, &service, &current_id, &owned_path)
+                })
+                .await
+                .ok()
+                .flatten()?
+            }
+        };
         let entry = older.file(path)?;
         if entry.is_html {
             return None;

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::store::Layout;
 pub use index::{Deployment, IndexOptions};
 pub use registry::Registry;
-pub use retained::Retained;
+pub use retained::{Cached, Retained};
 
 impl IndexOptions {
     pub fn from_config(config: &Config) -> Self {

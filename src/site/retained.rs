@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use super::index::{Deployment, IndexOptions};
 use super::Registry;
@@ -19,9 +20,30 @@ use crate::store::{deployments, is_valid_name, Layout};
 /// At most this many retained indexes are kept; past it the cache starts over.
 const MAX_CACHED: usize = 64;
 
+/// A listing is trusted only when the directory's mtime is at least this old:
+/// two changes within one tick of the kernel's coarse clock share an mtime,
+/// so a younger one may hide a change made right after it was read.
+const SETTLED: Duration = Duration::from_secs(1);
+
+/// A service's deployment ids, newest first, as of the directory's mtime
+/// (adding, pruning, deleting a deployment or flipping `current` changes it).
+struct Listing {
+    modified: SystemTime,
+    ids: Arc<[String]>,
+}
+
+/// What [`Retained::newest_with_cached`] could tell without blocking work.
+pub enum Cached {
+    /// The answer: the deployment to serve from, or none has the path.
+    Known(Option<Arc<Deployment>>),
+    /// Something must be read or indexed first: ask [`Retained::newest_with`].
+    Unknown,
+}
+
 pub struct Retained {
     layout: Layout,
     cache: Mutex<HashMap<(String, String), Arc<Deployment>>>,
+    listings: Mutex<HashMap<String, Listing>>,
 }
 
 impl Retained {
@@ -29,6 +51,7 @@ impl Retained {
         Retained {
             layout,
             cache: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
         }
     }
 
@@ -74,7 +97,8 @@ impl Retained {
     }
 
     /// The newest retained deployment of `service`, other than `current_id`,
-    /// that has a file at `path`. Blocking.
+    /// that has a file at `path`. Blocking: may list the service and build
+    /// indexes.
     pub fn newest_with(
         &self,
         registry: &Registry,
@@ -82,12 +106,77 @@ impl Retained {
         current_id: &str,
         path: &str,
     ) -> Option<Arc<Deployment>> {
-        let listed = deployments::list(&self.layout, service).ok()?;
-        listed
-            .iter()
-            .filter(|d| d.id != current_id)
-            .filter_map(|d| self.get(registry, service, &d.id))
+        let ids = self.listing(service, true)?;
+        ids.iter()
+            .filter(|id| id.as_str() != current_id)
+            .filter_map(|id| self.get(registry, service, id))
             .find(|index| index.file(path).is_some())
+    }
+
+    /// [`Self::newest_with`] from what is cached, with only `stat` calls
+    /// (the service directory, each candidate deployment's directory), so a
+    /// flood of misses for asset-like paths costs no thread hop, directory
+    /// listing or file reads.
+    pub fn newest_with_cached(&self, service: &str, current_id: &str, path: &str) -> Cached {
+        let Some(ids) = self.listing(service, false) else {
+            return Cached::Unknown;
+        };
+        for id in ids.iter().filter(|id| id.as_str() != current_id) {
+            let key = (service.to_string(), id.clone());
+            let Some(index) = self.lock().get(&key).cloned() else {
+                return Cached::Unknown;
+            };
+            // Never answer from a deployment pruned since it was indexed.
+            if !self.layout.deployment_dir(service, id).is_dir() {
+                return Cached::Unknown;
+            }
+            if index.file(path).is_some() {
+                return Cached::Known(Some(index));
+            }
+        }
+        Cached::Known(None)
+    }
+
+    /// The service's deployment ids, newest first: cached while the
+    /// directory's mtime is unchanged and settled; read again (only if
+    /// `read`) otherwise. `None`: unknown, or the service cannot be listed.
+    fn listing(&self, service: &str, read: bool) -> Option<Arc<[String]>> {
+        let modified = std::fs::metadata(self.layout.service_dir(service))
+            .and_then(|m| m.modified())
+            .ok()?;
+        let settled = SystemTime::now()
+            .duration_since(modified)
+            .is_ok_and(|age| age >= SETTLED);
+        if settled {
+            let listings = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(listing) = listings.get(service) {
+                if listing.modified == modified {
+                    return Some(listing.ids.clone());
+                }
+            }
+        }
+        if !read {
+            return None;
+        }
+        let ids: Arc<[String]> = deployments::list(&self.layout, service)
+            .ok()?
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        if settled {
+            let mut listings = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+            if listings.len() >= MAX_CACHED {
+                listings.clear();
+            }
+            listings.insert(
+                service.to_string(),
+                Listing {
+                    modified,
+                    ids: ids.clone(),
+                },
+            );
+        }
+        Some(ids)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<Deployment>>> {
