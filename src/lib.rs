@@ -12,6 +12,7 @@ pub mod config;
 pub mod docker;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod host;
 pub mod logging;
 pub mod serve;
 pub mod site;

@@ -267,10 +267,7 @@ fn public_base(state: &AdminState, headers: &HeaderMap) -> String {
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1");
-    let host = match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    };
+    let host = crate::host::without_port(host);
     format!("http://{host}:{}", config.listen.port())
 }
 

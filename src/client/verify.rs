@@ -37,10 +37,7 @@ pub fn default_public_url(admin: &str) -> String {
     let trimmed = admin.trim_end_matches('/');
     let (scheme, rest) = trimmed.split_once("://").unwrap_or(("http", trimmed));
     let host = rest.split('/').next().unwrap_or(rest);
-    let host = match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    };
+    let host = crate::host::without_port(host);
     format!("{scheme}://{host}:8080")
 }
 

@@ -169,14 +169,9 @@ pub async fn handle<B>(state: &PublicState, request: &Request<B>) -> Response<Bo
 fn host_service(settings: &Settings, headers: &HeaderMap) -> Option<String> {
     let suffix = settings.host_suffix.as_deref()?;
     let host = headers.get(HOST)?.to_str().ok()?;
-    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-        if port.bytes().all(|b| b.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    });
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = crate::host::without_port(host)
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     let service = host.strip_suffix(suffix)?;
     (!service.is_empty()).then(|| service.to_string())
 }
