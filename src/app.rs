@@ -220,6 +220,14 @@ pub async fn start(config: &Config) -> Result<Running> {
     let public_socket = public_listener
         .into_std()
         .context("cannot prepare the public socket for the worker threads")?;
+    // Registered before any worker thread starts, so nothing is left running
+    // if this fails.
+    let public_listener = TcpListener::from_std(
+        public_socket
+            .try_clone()
+            .context("cannot share the public socket")?,
+    )
+    .context("cannot register the public socket with the runtime")?;
     let public_permits = Arc::new(Semaphore::new(config.max_connections));
     let extra_workers = workers::spawn_extra(
         &public_socket,
@@ -228,9 +236,9 @@ pub async fn start(config: &Config) -> Result<Running> {
         options,
         public_permits.clone(),
         shutdown.clone(),
-    )?;
-    let public_listener = TcpListener::from_std(public_socket)
-        .context("cannot register the public socket with the runtime")?;
+    )
+    .inspect_err(|_| shutdown.cancel())?; // stops the threads already started
+    drop(public_socket);
     let tasks = vec![
         tokio::spawn(listener::run_shared(
             public_listener,
