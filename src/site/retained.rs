@@ -40,6 +40,14 @@ pub enum Cached {
     Unknown,
 }
 
+/// What the cache knows of one deployment.
+enum Lookup {
+    Found(Arc<Deployment>),
+    /// Its directory is gone (pruned or deleted).
+    Gone,
+    NotCached,
+}
+
 pub struct Retained {
     layout: Layout,
     cache: Mutex<HashMap<(String, String), Arc<Deployment>>>,
@@ -66,19 +74,16 @@ impl Retained {
                 return Some(current);
             }
         }
-        let dir = self.layout.deployment_dir(service, id);
-        let key = (service.to_string(), id.to_string());
-        if !dir.is_dir() {
-            self.lock().remove(&key);
-            return None;
-        }
-        if let Some(found) = self.lock().get(&key) {
-            return Some(found.clone());
+        match self.lookup_cached(service, id) {
+            Lookup::Found(index) => return Some(index),
+            Lookup::Gone => return None,
+            Lookup::NotCached => {}
         }
         let options = IndexOptions {
             memory_file_max_bytes: 0,
             memory_budget_bytes: 0,
         };
+        let dir = self.layout.deployment_dir(service, id);
         match Deployment::build(service, id, &dir, options) {
             Ok(index) => {
                 let index = Arc::new(index);
@@ -86,7 +91,7 @@ impl Retained {
                 if cache.len() >= MAX_CACHED {
                     cache.clear();
                 }
-                cache.insert(key, index.clone());
+                cache.insert((service.to_string(), id.to_string()), index.clone());
                 Some(index)
             }
             Err(e) => {
@@ -122,19 +127,30 @@ impl Retained {
             return Cached::Unknown;
         };
         for id in ids.iter().filter(|id| id.as_str() != current_id) {
-            let key = (service.to_string(), id.clone());
-            let Some(index) = self.lock().get(&key).cloned() else {
-                return Cached::Unknown;
-            };
-            // Never answer from a deployment pruned since it was indexed.
-            if !self.layout.deployment_dir(service, id).is_dir() {
-                return Cached::Unknown;
-            }
-            if index.file(path).is_some() {
-                return Cached::Known(Some(index));
+            match self.lookup_cached(service, id) {
+                Lookup::Found(index) if index.file(path).is_some() => {
+                    return Cached::Known(Some(index))
+                }
+                Lookup::Found(_) | Lookup::Gone => {}
+                Lookup::NotCached => return Cached::Unknown,
             }
         }
         Cached::Known(None)
+    }
+
+    /// The cached index of deployment `id`, checking (one `stat`) that its
+    /// directory still exists: a pruned or deleted deployment is dropped
+    /// from the cache and never answered from.
+    fn lookup_cached(&self, service: &str, id: &str) -> Lookup {
+        let key = (service.to_string(), id.to_string());
+        if !self.layout.deployment_dir(service, id).is_dir() {
+            self.lock().remove(&key);
+            return Lookup::Gone;
+        }
+        match self.lock().get(&key) {
+            Some(index) => Lookup::Found(index.clone()),
+            None => Lookup::NotCached,
+        }
     }
 
     /// The service's deployment ids, newest first: cached while the
