@@ -525,7 +525,9 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     {
         return fail(e);
     }
-    let runtime = match server_runtime() {
+    // Public worker 0, which also runs the admin API and the watcher; the
+    // other workers get their own threads (src/serve/workers.rs says why).
+    let runtime = match project_http::serve::workers::runtime() {
         Ok(runtime) => runtime,
         Err(e) => return fail(anyhow::Error::new(e).context("cannot start the async runtime")),
     };
@@ -536,15 +538,6 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             fail(e)
         }
     }
-}
-
-/// The async runtime the server runs on: a current-thread one, which is
-/// public worker 0 and also runs the admin API and the watcher; the other
-/// workers get their own threads (src/serve/workers.rs says why).
-fn server_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
 }
 
 fn fail(error: anyhow::Error) -> ExitCode {

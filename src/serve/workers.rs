@@ -53,10 +53,7 @@ where
         let socket = socket
             .try_clone()
             .context("cannot share the public socket with a worker thread")?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start a worker's async runtime")?;
+        let runtime = runtime().context("cannot start a worker's async runtime")?;
         let (handler, permits, shutdown) = (handler.clone(), permits.clone(), shutdown.clone());
         let thread = std::thread::Builder::new()
             .name(format!("worker-{number}"))
@@ -80,6 +77,14 @@ where
         threads.push(thread);
     }
     Ok(ExtraWorkers { threads })
+}
+
+/// A worker's runtime: current-thread, with I/O and timers. The server's
+/// main runtime (worker 0) is one too.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 impl ExtraWorkers {
