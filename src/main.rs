@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use project_http::client::{string_field, AdminClient, DeployRequest};
 use project_http::config::{Config, IoBackendChoice, LogFormat, Overrides};
@@ -412,36 +411,7 @@ fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             paths,
             timeout: args.verify_timeout,
         };
-        let expected = verify::expected_bytes(&args.path, &plan.paths)?;
-        let mismatches = verify::check(&plan, &expected);
-        if !mismatches.is_empty() {
-            for m in &mismatches {
-                eprintln!("verify: /s/{}/{}: {}", args.service, m.path, m.problem);
-            }
-            match previous.as_deref() {
-                Some(prev) if prev != id => {
-                    admin.activate(&args.service, prev).with_context(|| {
-                        format!("verification of {id} failed and rolling back to {prev} failed too")
-                    })?;
-                    anyhow::bail!(
-                        "deployment {id} failed verification ({} of {} paths) and was rolled back: \
-                         {} is serving {prev} again. {id} is kept for inspection at {}/s/{}@{id}/",
-                        mismatches.len(),
-                        plan.paths.len(),
-                        args.service,
-                        plan.public,
-                        args.service
-                    );
-                }
-                _ => anyhow::bail!(
-                    "deployment {id} failed verification ({} of {} paths) and there is no previous \
-                     deployment to roll back to: {id} stays active on {}",
-                    mismatches.len(),
-                    plan.paths.len(),
-                    args.service
-                ),
-            }
-        }
+        verify::verify_or_roll_back(&admin, &plan, &args.path, id, previous.as_deref())?;
         eprintln!(
             "verified {} path(s) through {}",
             plan.paths.len(),

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use super::AdminClient;
+
 /// What to check after a deploy.
 pub struct VerifyPlan {
     /// Public base URL, e.g. `http://10.0.0.5:8080`.
@@ -29,6 +31,45 @@ pub struct VerifyPlan {
 pub struct Mismatch {
     pub path: String,
     pub problem: String,
+}
+
+/// Checks `plan` against the bytes of `source`. On any mismatch, prints
+/// each one, activates `previous` again (when there is one other than
+/// `deployed`) and fails with what happened and what is active now.
+pub fn verify_or_roll_back(
+    admin: &AdminClient,
+    plan: &VerifyPlan,
+    source: &Path,
+    deployed: &str,
+    previous: Option<&str>,
+) -> Result<()> {
+    let expected = expected_bytes(source, &plan.paths)?;
+    let mismatches = check(plan, &expected);
+    if mismatches.is_empty() {
+        return Ok(());
+    }
+    let service = &plan.service;
+    for m in &mismatches {
+        eprintln!("verify: /s/{service}/{}: {}", m.path, m.problem);
+    }
+    let (failed, total) = (mismatches.len(), plan.paths.len());
+    match previous {
+        Some(prev) if prev != deployed => {
+            admin.activate(service, prev).with_context(|| {
+                format!("verification of {deployed} failed and rolling back to {prev} failed too")
+            })?;
+            anyhow::bail!(
+                "deployment {deployed} failed verification ({failed} of {total} paths) and was \
+                 rolled back: {service} is serving {prev} again. {deployed} is kept for \
+                 inspection at {}/s/{service}@{deployed}/",
+                plan.public
+            )
+        }
+        _ => anyhow::bail!(
+            "deployment {deployed} failed verification ({failed} of {total} paths) and there is \
+             no previous deployment to roll back to: {deployed} stays active on {service}"
+        ),
+    }
 }
 
 /// The public URL matching an admin URL: same host, port 8080 (the
