@@ -95,13 +95,7 @@ fn identical_files_are_hard_linked_and_pruning_never_breaks_another_deployment()
     for (rel, data) in &big {
         assert_eq!(&server.get(&format!("/s/web/{rel}")).body, data);
     }
-    let history = json(&common::get(admin, "/services/web/deployments", &[AUTH]));
-    let ids: Vec<String> = history["deployments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids = common::history_ids(admin, "web", AUTH);
     assert_eq!(ids.len(), 3);
     // Deleting one (not active) leaves the others intact, previews included.
     let r = send(

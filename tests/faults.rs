@@ -250,16 +250,7 @@ fn flips_and_rollbacks_racing_with_uploads_stay_consistent() {
                     ),
                     (_, 0) => send(admin, "POST", "/services/web/rollback", &[AUTH], b""),
                     _ => {
-                        let history: Value = serde_json::from_slice(
-                            &common::get(admin, "/services/web/deployments", &[AUTH]).body,
-                        )
-                        .unwrap();
-                        let ids: Vec<String> = history["deployments"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|d| d["id"].as_str().unwrap().to_string())
-                            .collect();
+                        let ids = common::history_ids(admin, "web", AUTH);
                         let id = &ids[(k as usize) % ids.len()];
                         send(
                             admin,

@@ -418,3 +418,16 @@ pub fn deploy_web(
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// The deployment ids of `service`'s history (newest first), from the admin API.
+#[allow(dead_code)]
+pub fn history_ids(admin: SocketAddr, service: &str, auth: (&str, &str)) -> Vec<String> {
+    let r = get(admin, &format!("/services/{service}/deployments"), &[auth]);
+    let history: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    history["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect()
+}
