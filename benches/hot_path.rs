@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
         Deployment::build("web", "d1", dir.path(), options).unwrap(),
     ));
     let state = PublicState {
+        preview_key: None,
         registry,
         settings: ArcSwap::from_pointee(Settings::from_config(&config).unwrap()),
         io: FileIo::Epoll,

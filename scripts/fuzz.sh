@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-20}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(path range accept_encoding conditional ingest)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(path range accept_encoding conditional ingest fast_path)
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 export RUSTC_BOOTSTRAP=1
 # The flags cargo-fuzz 0.13 passes (ASan, inline 8-bit counters, cmp tracing).

@@ -50,6 +50,8 @@ impl Running {
             let _ = task.await;
         }
         self.extra_workers.join().await;
+        // Every worker has stopped: no line is recorded after this one.
+        crate::access_log::flush();
     }
 
     /// Re-reads the configuration and rescans the root (what SIGHUP does).
@@ -113,11 +115,11 @@ pub async fn start(config: &Config) -> Result<Running> {
     if !config.admin_listen.ip().is_loopback() && config.admin_token.is_none() {
         bail!(
             "refusing to start: the admin API would listen on {} without a token. \
-             Set PROJECT_HTTP_ADMIN_TOKEN (or admin_token_file), or use a loopback admin address",
+             Pass --admin-token (or set PROJECT_HTTP_ADMIN_TOKEN, or admin_token_file), or use a loopback admin address",
             config.admin_listen
         );
     }
-    Layout::new(&config.root).ensure_root()?;
+    prepare_root(&config.root)?;
     let root = config
         .root
         .canonicalize()
@@ -135,13 +137,17 @@ pub async fn start(config: &Config) -> Result<Running> {
         ),
         None => tracing::info!(io_backend = file_io.backend().name(), "file I/O backend"),
     }
+    let preview_key = crate::previews::Key::load_or_create(layout.root())?;
     let public_state = Arc::new(PublicState {
+        preview_key: Some(preview_key.clone()),
         registry: registry.clone(),
         settings: ArcSwap::from_pointee(Settings::from_config(config)?),
         io: file_io,
         retained: Arc::new(Retained::new(layout.clone())),
     });
     let shared_config = Arc::new(ArcSwap::from_pointee(config.clone()));
+    let chart_interval =
+        crate::admin::traffic::Traffic::interval_from_env().map_err(anyhow::Error::msg)?;
     let admin_state = Arc::new(AdminState {
         layout: layout.clone(),
         registry: registry.clone(),
@@ -149,8 +155,11 @@ pub async fn start(config: &Config) -> Result<Running> {
         events: Events::default(),
         metrics: Arc::new(Metrics::default()),
         config: shared_config.clone(),
-        auth: Auth::new(config.admin_token.as_deref()),
+        auth: Auth::with_store(config.admin_token.as_deref(), layout.root()),
         sessions: Default::default(),
+        preview_key,
+        webhook_stats: Default::default(),
+        traffic: Arc::new(crate::admin::traffic::Traffic::new(chart_interval)),
     });
     let public_listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
@@ -214,6 +223,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         config: shared_config,
         events: admin_state.events.clone(),
         locks: admin_state.locks.clone(),
+        workflow: admin_state.workflow(),
     };
     // Worker 0 is this runtime; the others run on their own threads
     // (serve/workers.rs), sharing the socket and the connection limit.
@@ -229,10 +239,17 @@ pub async fn start(config: &Config) -> Result<Running> {
     )
     .context("cannot register the public socket with the runtime")?;
     let public_permits = Arc::new(Semaphore::new(config.max_connections));
+    let fast = config.http1_fast_path.then(|| {
+        Arc::new(crate::serve::fast::FastPath {
+            state: public_state.clone(),
+            metrics: admin_state.metrics.clone(),
+        })
+    });
     let extra_workers = workers::spawn_extra(
         &public_socket,
         config.worker_threads(),
         public_handler.clone(),
+        fast.clone(),
         options,
         public_permits.clone(),
         shutdown.clone(),
@@ -243,6 +260,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         tokio::spawn(listener::run_shared(
             public_listener,
             public_handler,
+            fast,
             options,
             public_permits,
             shutdown.clone(),
@@ -254,7 +272,33 @@ pub async fn start(config: &Config) -> Result<Running> {
             shutdown.clone(),
         )),
         tokio::spawn(watch.clone().run(config.watch, shutdown.clone())),
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::select! {
+                    _ = crate::access_log::run_flusher() => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+        }),
     ];
+    let mut tasks = tasks;
+    // The dashboard's traffic charts: one sample of the counters per interval.
+    tasks.push(tokio::spawn(
+        admin_state
+            .traffic
+            .clone()
+            .run(admin_state.metrics.clone(), shutdown.clone()),
+    ));
+    if !config.webhooks.is_empty() {
+        tasks.push(tokio::spawn(crate::admin::webhooks::run(
+            config.webhooks.clone(),
+            config.webhook_secret.clone().unwrap_or_default(),
+            admin_state.events.receiver(),
+            admin_state.webhook_stats.clone(),
+            shutdown.clone(),
+        )));
+    }
 
     tracing::info!(
         public = %format!("http://{public_addr}"),
@@ -262,6 +306,9 @@ pub async fn start(config: &Config) -> Result<Running> {
         root = %layout.root().display(),
         admin_auth = admin_state.auth.enabled(),
         workers = config.worker_threads(),
+        host_suffix = config.host_suffix.as_deref().unwrap_or("off"),
+        access_log = config.access_log,
+        access_log_sample = config.access_log_sample,
         "listening"
     );
     admin_state.events.emit(
@@ -269,10 +316,18 @@ pub async fn start(config: &Config) -> Result<Running> {
         serde_json::json!({"public": public_addr.to_string(), "admin": admin_addr.to_string(), "services": report.served.len()}),
     );
     if report.served.is_empty() {
-        tracing::info!(
-            "no site is deployed yet under {root}. Deploy a first one with:\n    project-http deploy --admin http://{admin_addr} --service web ./dist\n  then open http://{public_addr}/s/web/",
-            root = layout.root().display(),
+        let hint = crate::first_start::hint(
+            &crate::first_start::Launcher::detect(),
+            layout.root(),
+            public_addr,
+            admin_addr,
+            admin_state.auth.enabled(),
         );
+        match config.log_format {
+            // Plain lines, so the command can be copied as printed.
+            crate::config::LogFormat::Text => eprintln!("{hint}"),
+            crate::config::LogFormat::Json => tracing::info!("{hint}"),
+        }
     }
     Ok(Running {
         public_addr,
@@ -286,6 +341,30 @@ pub async fn start(config: &Config) -> Result<Running> {
         tasks,
         extra_workers,
     })
+}
+
+/// Makes sure `root` is a directory: creates it when missing (and says so,
+/// with its absolute path: a mistyped `--root` should not go unnoticed),
+/// refuses a file with a message that names the setting.
+fn prepare_root(root: &std::path::Path) -> Result<()> {
+    match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => bail!(
+            "the root {} is a file, not a directory: point --root (or PROJECT_HTTP_ROOT, or `root` in the config file) at a directory",
+            root.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Layout::new(root).ensure_root()?;
+            let absolute = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+            tracing::info!(
+                root = %absolute.display(),
+                "created the root directory {} (it did not exist)",
+                absolute.display()
+            );
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot use the root {}", root.display())),
+    }
 }
 
 /// Raises the open-files soft limit to the hard limit (as nginx's
@@ -316,7 +395,16 @@ pub fn raise_fd_limit() -> u64 {
 }
 
 /// Runs the server until SIGTERM or SIGINT; SIGHUP reloads.
-pub async fn serve(overrides: Overrides, config: Config) -> Result<()> {
+///
+/// With a `stop_grace` above zero, SIGTERM first starts the lame-duck
+/// period ([`crate::serve::lameduck`]): `/health` answers 503 while
+/// everything else is still served for `stop_grace`; a second SIGTERM or a
+/// SIGINT ends it early.
+pub async fn serve(
+    overrides: Overrides,
+    config: Config,
+    stop_grace: std::time::Duration,
+) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate =
         signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
@@ -331,15 +419,35 @@ pub async fn serve(overrides: Overrides, config: Config) -> Result<()> {
         );
     }
     let running = start(&config).await?;
+    // The format stays the startup one (diagnostics cannot switch theirs).
+    let log_format = config.log_format;
     let mut config = config;
     loop {
         tokio::select! {
-            _ = terminate.recv() => break,
+            _ = terminate.recv() => {
+                if !stop_grace.is_zero() {
+                    crate::serve::lameduck::start();
+                    tracing::info!(
+                        stop_grace_secs = stop_grace.as_secs(),
+                        "SIGTERM: draining (/health answers 503), still serving until the grace ends"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(stop_grace) => {}
+                        _ = terminate.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                break;
+            }
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: re-reading config and rescanning the root");
                 match running.reload(&overrides, &config).await {
-                    Ok(next) => config = next,
+                    Ok(next) => {
+                        crate::access_log::configure(next.access_log.then_some(log_format));
+                        crate::access_log::configure_sample(next.access_log_sample);
+                        config = next;
+                    }
                     Err(e) => tracing::error!(error = format!("{e:#}"), "reload failed; keeping the previous config"),
                 }
             }

@@ -65,11 +65,18 @@ pub struct Config {
     pub keep: usize,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Write the access log at all (`access_log`, `--access-log on|off`).
     pub access_log: bool,
+    /// Log 1 of every N requests answered 1xx–3xx (each worker thread
+    /// counts its own); 4xx and 5xx are always logged. 1 = every request.
+    pub access_log_sample: u64,
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub drain_timeout: Duration,
     pub upload_idle_timeout: Duration,
+    /// Host routing: `Host: <service>.<host_suffix>` serves `<service>` at
+    /// `/`, `<id>--<service>.<host_suffix>` its deployment `<id>`
+    /// ([`crate::serve::host_routing`]); `None` = off.
     pub host_suffix: Option<String>,
     pub cache_control_html: String,
     pub cache_control_assets: String,
@@ -82,8 +89,17 @@ pub struct Config {
     pub workers: usize,
     /// How large files are read: see [`IoBackendChoice`].
     pub io_backend: IoBackendChoice,
-    /// Serve retained deployments read-only at `/s/<service>@<id>/`.
-    pub previews: bool,
+    /// Refuse (507) an upload that would leave less than this many bytes
+    /// free on the volume; 0 turns the check off.
+    pub min_free_bytes: u64,
+    /// URLs that receive every event as a signed JSON POST ([`crate::admin::webhooks`]).
+    pub webhooks: Vec<String>,
+    /// The HMAC-SHA256 key of webhook signatures.
+    pub webhook_secret: Option<String>,
+    /// Who may read retained deployments at `/s/<service>@<id>/`
+    /// (`None`: signed when an admin token is set, else public); see
+    /// [`crate::previews`].
+    pub previews: Option<crate::previews::Mode>,
     /// Public base URL the dashboard's preview links use (e.g.
     /// `https://site.example.com`); default: the admin host, public port.
     pub public_url: Option<String>,
@@ -95,6 +111,20 @@ pub struct Config {
     /// Input bytes compressed per upload at most.
     pub precompress_budget_bytes: u64,
     pub services: BTreeMap<String, ServiceConfig>,
+    /// Globs (`globset` syntax, relative to a site's root, e.g.
+    /// `"fonts/**"`) of files served as immutable in addition to the
+    /// fingerprint rule of `site::rules::immutable` (its safety rule still applies).
+    pub immutable_paths: Vec<String>,
+    /// `/about.html` answers 301 to `/about` (clean URLs' canonical form).
+    pub clean_urls_redirect: bool,
+    /// Limits on a deployment's `_redirects` / `_headers` (checked at upload).
+    pub max_static_redirects: usize,
+    pub max_dynamic_redirects: usize,
+    pub max_rule_chars: usize,
+    /// Answer plain keep-alive `GET`/`HEAD`s of files held in memory on
+    /// the public port without hyper ([`crate::serve::fast`]); off sends
+    /// every request through hyper (`http1_fast_path`, `--http1-fast-path`).
+    pub http1_fast_path: bool,
 }
 
 impl Default for Config {
@@ -108,6 +138,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info,notify=warn".to_string(),
             access_log: true,
+            access_log_sample: 1,
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             drain_timeout: Duration::from_secs(10),
@@ -122,12 +153,21 @@ impl Default for Config {
             watch: WatchMode::Notify,
             workers: 0,
             io_backend: IoBackendChoice::Auto,
-            previews: true,
+            previews: None,
+            min_free_bytes: 0,
+            webhooks: Vec::new(),
+            webhook_secret: None,
             public_url: None,
             skew_protection: true,
             precompress: true,
             precompress_budget_bytes: 256 * 1024 * 1024,
             services: BTreeMap::new(),
+            immutable_paths: Vec::new(),
+            clean_urls_redirect: false,
+            max_static_redirects: 2_000,
+            max_dynamic_redirects: 100,
+            max_rule_chars: 1_000,
+            http1_fast_path: true,
         }
     }
 }
@@ -144,6 +184,17 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     pub workers: Option<usize>,
     pub io_backend: Option<IoBackendChoice>,
+    /// `serve --watch` / `PROJECT_HTTP_WATCH` (`ensure --watch poll` sets it).
+    pub watch: Option<WatchMode>,
+    /// `serve --host-suffix` / `PROJECT_HTTP_HOST_SUFFIX`: the file's
+    /// `host_suffix`; `Some("")` turns host routing off whatever the file says.
+    pub host_suffix: Option<String>,
+    /// `serve --access-log on|off` / `PROJECT_HTTP_ACCESS_LOG`.
+    pub access_log: Option<bool>,
+    /// `serve --access-log-sample N` / `PROJECT_HTTP_ACCESS_LOG_SAMPLE`.
+    pub access_log_sample: Option<u64>,
+    /// `serve --http1-fast-path on|off` / `PROJECT_HTTP_HTTP1_FAST_PATH`.
+    pub http1_fast_path: Option<bool>,
 }
 
 /// The TOML file's shape. Every key is optional; unknown keys are errors so a
@@ -159,6 +210,7 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     access_log: Option<bool>,
+    access_log_sample: Option<u64>,
     header_read_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
     drain_timeout_secs: Option<u64>,
@@ -173,13 +225,22 @@ struct FileConfig {
     watch: Option<WatchMode>,
     workers: Option<usize>,
     io_backend: Option<IoBackendChoice>,
-    previews: Option<bool>,
+    previews: Option<toml::Value>,
+    min_free_bytes: Option<u64>,
+    webhooks: Option<Vec<String>>,
+    webhook_secret: Option<String>,
     public_url: Option<String>,
     skew_protection: Option<bool>,
     precompress: Option<bool>,
     precompress_budget_bytes: Option<u64>,
     #[serde(default)]
     services: BTreeMap<String, ServiceConfig>,
+    immutable_paths: Option<Vec<String>>,
+    clean_urls_redirect: Option<bool>,
+    max_static_redirects: Option<usize>,
+    max_dynamic_redirects: Option<usize>,
+    max_rule_chars: Option<usize>,
+    http1_fast_path: Option<bool>,
 }
 
 impl Config {
@@ -209,6 +270,7 @@ impl Config {
         take!(log_format);
         take!(log_level);
         take!(access_log);
+        take!(access_log_sample);
         take!(max_connections);
         take!(cache_control_html);
         take!(cache_control_assets);
@@ -219,10 +281,22 @@ impl Config {
         take!(watch);
         take!(workers);
         take!(io_backend);
-        take!(previews);
+        if let Some(value) = &file.previews {
+            config.previews =
+                Some(crate::previews::Mode::parse(value).map_err(anyhow::Error::msg)?);
+        }
         take!(skew_protection);
+        take!(min_free_bytes);
+        take!(webhooks);
+        config.webhook_secret = file.webhook_secret.filter(|s| !s.is_empty());
         take!(precompress);
         take!(precompress_budget_bytes);
+        take!(immutable_paths);
+        take!(clean_urls_redirect);
+        take!(max_static_redirects);
+        take!(max_dynamic_redirects);
+        take!(max_rule_chars);
+        take!(http1_fast_path);
         if let Some(secs) = file.header_read_timeout_secs {
             config.header_read_timeout = Duration::from_secs(secs);
         }
@@ -261,12 +335,40 @@ impl Config {
         if let Some(backend) = overrides.io_backend {
             config.io_backend = backend;
         }
+        if let Some(watch) = overrides.watch {
+            config.watch = watch;
+        }
+        if let Some(suffix) = &overrides.host_suffix {
+            config.host_suffix = Some(suffix.clone()).filter(|s| !s.is_empty());
+        }
+        if let Some(on) = overrides.access_log {
+            config.access_log = on;
+        }
+        if let Some(sample) = overrides.access_log_sample {
+            config.access_log_sample = sample;
+        }
+        if let Some(on) = overrides.http1_fast_path {
+            config.http1_fast_path = on;
+        }
         config.admin_token = config.admin_token.filter(|t| !t.is_empty());
         config.validate()?;
         Ok(config)
     }
 
+    /// The effective preview mode: as configured, else signed when an
+    /// admin token is set and public when not.
+    pub fn preview_mode(&self) -> crate::previews::Mode {
+        self.previews.unwrap_or(if self.admin_token.is_some() {
+            crate::previews::Mode::Signed
+        } else {
+            crate::previews::Mode::Public
+        })
+    }
+
     fn validate(&self) -> Result<()> {
+        if !self.webhooks.is_empty() && self.webhook_secret.is_none() {
+            anyhow::bail!("webhooks are configured without webhook_secret: set one, receivers check signatures with it");
+        }
         if self.keep == 0 {
             bail!("keep must be at least 1 (the active deployment is always kept)");
         }
@@ -284,10 +386,18 @@ impl Config {
                 );
             }
         }
+        for glob in &self.immutable_paths {
+            globset::Glob::new(glob)
+                .with_context(|| format!("immutable_paths: {glob:?} is not a valid glob"))?;
+        }
+        if self.access_log_sample == 0 {
+            bail!(
+                "access_log_sample must be at least 1 (1 logs every request; \
+                 use access_log = false to log none)"
+            );
+        }
         if let Some(suffix) = &self.host_suffix {
-            if suffix.starts_with('.') || suffix.contains(':') {
-                bail!("host_suffix {suffix:?} must be a bare domain like \"project.example.com\"");
-            }
+            validate_host_suffix(suffix)?;
         }
         Ok(())
     }
@@ -302,10 +412,59 @@ impl Config {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 
+    /// The limits on a deployment's `_redirects` and `_headers`.
+    pub fn rule_limits(&self) -> crate::site::rules::Limits {
+        crate::site::rules::Limits {
+            max_static_redirects: self.max_static_redirects,
+            max_dynamic_redirects: self.max_dynamic_redirects,
+            max_rule_chars: self.max_rule_chars,
+        }
+    }
+
     /// The per-service settings, or the defaults for a service not in the file.
     pub fn service(&self, name: &str) -> ServiceConfig {
         self.services.get(name).cloned().unwrap_or_default()
     }
+}
+
+/// `host_suffix` (file, `--host-suffix`, `PROJECT_HTTP_HOST_SUFFIX`) is
+/// the bare domain under which `<service>.<suffix>` names a service: DNS
+/// labels (RFC 1123: letters, digits, `-`; 1-63 characters) separated by
+/// dots, with no scheme, port, wildcard or leading/trailing dot.
+fn validate_host_suffix(suffix: &str) -> Result<()> {
+    let refuse = |why: &str| -> Result<()> {
+        bail!(
+            "host_suffix {suffix:?} {why}: give a bare domain like \"project.example.com\" \
+             (sites are then at <service>.project.example.com)"
+        )
+    };
+    if suffix.contains("://") || suffix.contains('/') {
+        return refuse("has a scheme or path");
+    }
+    if suffix.contains(':') {
+        return refuse("has a port (host routing ignores the port)");
+    }
+    if suffix.contains('*') {
+        return refuse("is a wildcard (the leading <service>. is implied)");
+    }
+    if suffix.len() > 253 {
+        return refuse("is longer than 253 characters");
+    }
+    for label in suffix.split('.') {
+        if label.is_empty() {
+            return refuse("has an empty label (a leading, trailing or doubled dot)");
+        }
+        if label.len() > 63 {
+            return refuse("has a label longer than 63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return refuse("has a character that is not a letter, digit, '-' or '.'");
+        }
+    }
+    Ok(())
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -371,6 +530,62 @@ mod tests {
         assert!(Config::load(&overrides).is_err());
         std::fs::write(&path, "[services.\"bad name\"]\n").unwrap();
         assert!(Config::load(&overrides).is_err());
+    }
+
+    #[test]
+    fn host_suffix_and_access_log_overrides_beat_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "host_suffix = \"file.example.com\"\naccess_log = false\naccess_log_sample = 4\n",
+        )
+        .unwrap();
+        let load = |overrides: Overrides| {
+            Config::load(&Overrides {
+                config_file: Some(path.clone()),
+                ..overrides
+            })
+        };
+        let file = load(Overrides::default()).unwrap();
+        assert_eq!(file.host_suffix.as_deref(), Some("file.example.com"));
+        assert_eq!((file.access_log, file.access_log_sample), (false, 4));
+        let flags = load(Overrides {
+            host_suffix: Some("p1.example.com".into()),
+            access_log: Some(true),
+            access_log_sample: Some(10),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(flags.host_suffix.as_deref(), Some("p1.example.com"));
+        assert_eq!((flags.access_log, flags.access_log_sample), (true, 10));
+        let off = load(Overrides {
+            host_suffix: Some(String::new()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(off.host_suffix, None, "empty turns host routing off");
+        for bad in [
+            "*.p1.example.com",
+            ".p1.example.com",
+            "p1.example.com.",
+            "p1..example.com",
+            "p1.example.com:8080",
+            "https://p1.example.com",
+            "p1 example.com",
+        ] {
+            let err = load(Overrides {
+                host_suffix: Some(bad.into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(format!("{err:#}").contains("bare domain"), "{bad}: {err:#}");
+        }
+        let zero = load(Overrides {
+            access_log_sample: Some(0),
+            ..Default::default()
+        });
+        assert!(zero.is_err());
     }
 
     #[test]

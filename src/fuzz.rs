@@ -107,6 +107,11 @@ pub fn check_ingest(data: &[u8]) {
         vec![std::ffi::OsString::from("up.tmp")],
         "wrote outside the upload directory"
     );
+    // Whatever the bytes, on a healthy disk an upload is accepted or refused
+    // as the client's fault: never a 5xx.
+    if let Err(e) = &result {
+        assert!(e.status() < 500, "answered {}: {e}", e.status());
+    }
     if let Ok(extracted) = result {
         for (path, digest) in &extracted.manifest {
             let file = dest.join(path);
@@ -120,4 +125,191 @@ pub fn check_ingest(data: &[u8]) {
             assert_eq!(&hex::encode(sha2::Sha256::digest(&bytes)), digest, "{path}");
         }
     }
+}
+
+/// The fixture [`check_fast_path`] answers from: one deployment of `web`
+/// with precompressed HTML, assets, a subdirectory, odd names and a file
+/// above the copy limit, dated a minute ago; and the runtime `handle` runs on.
+struct FastFixture {
+    fast: crate::serve::fast::FastPath,
+    runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn fast_fixture() -> &'static FastFixture {
+    use std::sync::{Arc, OnceLock};
+    static FIXTURE: OnceLock<FastFixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let html = "<p>fast path fixture</p>\n".repeat(100);
+        let files: [(&str, Vec<u8>); 8] = [
+            ("index.html", html.clone().into_bytes()),
+            ("index.html.gz", {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut gz, html.as_bytes()).expect("gzip");
+                gz.finish().expect("gzip")
+            }),
+            ("app.css", b"p{color:red}".to_vec()),
+            ("app.3f9c1a2b7d.js", b"console.log(1)".to_vec()),
+            ("sub/index.html", b"<p>sub</p>".to_vec()),
+            ("a b.txt", b"spaced".to_vec()),
+            ("\u{e9}.txt", b"accent".to_vec()),
+            ("big.bin", vec![7u8; 40_000]),
+        ];
+        for (name, bytes) in &files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, bytes).expect("write");
+        }
+        let config = crate::config::Config::default();
+        let options = crate::site::IndexOptions::from_config(&config);
+        let deployment = crate::site::Deployment::build("web", "d1", dir.path(), options)
+            .expect("index")
+            .became_current(std::time::SystemTime::now() - std::time::Duration::from_secs(60));
+        let registry = Arc::new(crate::site::Registry::new());
+        registry.publish(Arc::new(deployment));
+        let state = crate::serve::PublicState {
+            preview_key: None,
+            registry,
+            settings: arc_swap::ArcSwap::from_pointee(
+                crate::serve::Settings::from_config(&config).expect("settings"),
+            ),
+            io: crate::serve::io::FileIo::Epoll,
+            retained: Arc::new(crate::site::Retained::new(crate::store::Layout::new(
+                dir.path(),
+            ))),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let fast = crate::serve::fast::FastPath {
+            state: Arc::new(state),
+            metrics: Arc::new(crate::admin::metrics::Metrics::default()),
+        };
+        // Every file held in memory, as after its first answer.
+        for name in [
+            "index.html",
+            "app.css",
+            "app.3f9c1a2b7d.js",
+            "sub/",
+            "a%20b.txt",
+            "%C3%A9.txt",
+            "big.bin",
+        ] {
+            for coding in ["gzip", "identity"] {
+                let request = http::Request::get(format!("/s/web/{name}"))
+                    .header("accept-encoding", coding)
+                    .body(())
+                    .expect("request");
+                runtime.block_on(crate::serve::handle(&fast.state, &request));
+            }
+        }
+        FastFixture {
+            fast,
+            runtime,
+            _dir: dir,
+        }
+    })
+}
+
+/// The fast path answers a request head exactly as the full path would
+/// (`serve::handle` behind hyper): whenever `serve::fast::respond` answers
+/// `data` (a request head as `httparse` parses it), hyper would have
+/// accepted the same head, and `handle` gives the same status, fields (but
+/// `Date`) and body.
+pub fn check_fast_path(data: &[u8]) {
+    use crate::serve::fast::{respond, Outcome};
+    let fixture = fast_fixture();
+    let mut fields = [httparse::EMPTY_HEADER; 32];
+    let mut parsed = httparse::Request::new(&mut fields);
+    let Ok(httparse::Status::Complete(_)) = parsed.parse(data) else {
+        return;
+    };
+    let mut out = Vec::new();
+    let mut outcome = respond(&fixture.fast, &parsed, &mut out);
+    if let Outcome::Cold(cold) = &outcome {
+        // Loaded as the connection loop does, then asked again.
+        assert!(out.is_empty(), "a cold request wrote bytes");
+        fixture
+            .runtime
+            .block_on(crate::serve::fast::warm(&fixture.fast, cold));
+        outcome = respond(&fixture.fast, &parsed, &mut out);
+    }
+    let body = match outcome {
+        Outcome::Declined | Outcome::Cold(_) => {
+            assert!(out.is_empty(), "a declined request wrote bytes");
+            return;
+        }
+        Outcome::Answered(body) => body,
+    };
+    if let Some(body) = body {
+        out.extend_from_slice(&body);
+    }
+    // What hyper builds from the same head; it must accept it.
+    let method = parsed.method.expect("method");
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(parsed.path.expect("path"));
+    for field in parsed.headers.iter() {
+        request = request.header(
+            http::HeaderName::from_bytes(field.name.as_bytes()).expect("field name hyper takes"),
+            HeaderValue::from_bytes(field.value).expect("field value hyper takes"),
+        );
+    }
+    let request = request.body(()).expect("a request hyper would build");
+    let response = fixture
+        .runtime
+        .block_on(crate::serve::handle(&fixture.fast.state, &request));
+    let expected_status = response.status().as_u16();
+    let mut expected: Vec<(String, Vec<u8>)> = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let expected_body = fixture.runtime.block_on(async {
+        use http_body_util::BodyExt;
+        response
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .expect("body")
+    });
+    let expected_body: &[u8] = if method == "HEAD" {
+        b""
+    } else {
+        &expected_body
+    };
+
+    let end = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a whole head");
+    let head = std::str::from_utf8(&out[..end]).expect("an ASCII head");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status: u16 = status_line[9..12].parse().expect("status code");
+    let mut got: Vec<(String, Vec<u8>)> = lines
+        .map(|line| {
+            let (name, value) = line.split_once(": ").expect("name: value");
+            (name.to_string(), value.as_bytes().to_vec())
+        })
+        .filter(|(name, _)| name != "date")
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(
+        status,
+        expected_status,
+        "{:?}",
+        String::from_utf8_lossy(data)
+    );
+    assert_eq!(got, expected, "{:?}", String::from_utf8_lossy(data));
+    assert_eq!(
+        &out[end + 4..],
+        expected_body,
+        "{:?}",
+        String::from_utf8_lossy(data)
+    );
 }

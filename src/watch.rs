@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::events::Events;
 use crate::config::{Config, WatchMode};
+use crate::deploy::Workflow;
 use crate::site::{self, IndexOptions, Refresh, Registry};
 use crate::store::lock::ServiceLocks;
 use crate::store::Layout;
@@ -36,11 +36,17 @@ pub struct Watch {
     pub config: Arc<ArcSwap<Config>>,
     pub events: Events,
     pub locks: Arc<ServiceLocks>,
+    /// Where an external flip is recorded (events, activation log).
+    pub workflow: Workflow,
 }
 
 impl Watch {
     /// Runs until `shutdown`; never fails (falls back to polling).
     pub async fn run(self, mode: WatchMode, shutdown: CancellationToken) {
+        // Flips made while no server ran go into the activation log first.
+        for service in self.layout.services().unwrap_or_default() {
+            self.workflow.record_if_unlogged(&service).await;
+        }
         match mode {
             WatchMode::Off => {}
             WatchMode::Poll => self.poll(shutdown).await,
@@ -92,8 +98,13 @@ impl Watch {
             return self.poll(shutdown).await;
         }
         self.watch_services(&mut watcher, &mut watched);
-        tracing::info!("watching for external flips with inotify");
+        // This task starts after the startup scan (and after the server
+        // said "listening"): a flip made in between raised no event for
+        // these watches, so look once now that they are in place. Without
+        // this, such a flip was never picked up (until some later event).
         let mut broken = HashSet::new();
+        self.rescan(&mut broken).await;
+        tracing::info!("watching for external flips with inotify");
         loop {
             tokio::select! {
                 message = receiver.recv() => if message.is_none() { return },
@@ -144,7 +155,7 @@ impl Watch {
         let options = IndexOptions::from_config(&self.config.load());
         let mut now_broken = HashSet::new();
         for service in &services {
-            let _guard = self.locks.local(service).await;
+            let guard = self.locks.local(service).await;
             let (layout, registry, name) =
                 (self.layout.clone(), self.registry.clone(), service.clone());
             let outcome = tokio::task::spawn_blocking(move || {
@@ -154,10 +165,8 @@ impl Watch {
             match outcome {
                 Ok(Refresh::Published(id)) => {
                     tracing::info!(service, deployment = id, "external flip picked up");
-                    self.events.emit(
-                        "deployment.activated",
-                        json!({"service": service, "current": id, "source": "external"}),
-                    );
+                    drop(guard); // the workflow takes both locks itself
+                    self.workflow.external_flip(service, &id).await;
                 }
                 Ok(Refresh::Broken(error)) => {
                     if !broken.contains(service) {

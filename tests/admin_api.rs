@@ -255,12 +255,12 @@ fn identical_content_reuses_its_id_and_explicit_ids_conflict() {
     assert_eq!(json(&again)["id"], id.as_str());
     assert_eq!(json(&again)["active"], true);
     assert_eq!(server.get("/s/web/").text(), "<h1>same</h1>");
-    assert_eq!(
-        entries(&root.path().join("web")).len(),
-        4,
-        "{:?}",
-        entries(&root.path().join("web"))
-    );
+    // The activation log (.activations.jsonl) aside: no leftovers.
+    let left: Vec<String> = entries(&root.path().join("web"))
+        .into_iter()
+        .filter(|e| e != ".activations.jsonl")
+        .collect();
+    assert_eq!(left.len(), 4, "{left:?}");
 
     assert_eq!(upload(admin, "web", "?id=v1", &site("a")).status, 201);
     let r = upload(admin, "web", "?id=v1", &site("b"));
@@ -399,9 +399,14 @@ fn bad_uploads_leave_nothing_and_keep_serving() {
         ("truncated", valid[..700].to_vec(), 400),
         ("truncated gzip", gzip(&valid)[..40].to_vec(), 400),
         (
-            "not a tar",
-            b"PK\x03\x04 this is a zip file, not a tarball".repeat(20),
+            "not an archive",
+            b"<html> this is neither a tarball nor a zip".repeat(20),
             415,
+        ),
+        (
+            "broken zip",
+            b"PK\x03\x04 this starts like a zip but is none".repeat(20),
+            400,
         ),
         ("too many files", tar_of(&many_files), 413),
         ("gzip bomb", bomb, 413),
@@ -422,7 +427,7 @@ fn bad_uploads_leave_nothing_and_keep_serving() {
     assert!(!data.join("etc").exists() && !root.path().join("evil").exists());
     let metrics = admin_get(admin, "/metrics").text();
     assert!(
-        metrics.contains("project_http_deploy_failures_total{service=\"web\"} 16"),
+        metrics.contains("project_http_deploy_failures_total{service=\"web\"} 17"),
         "{metrics}"
     );
 }
@@ -565,7 +570,9 @@ fn refuses_a_public_admin_address_without_a_token() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("without a token") && stderr.contains("PROJECT_HTTP_ADMIN_TOKEN"),
+        stderr.contains("without a token")
+            && stderr.contains("--admin-token")
+            && stderr.contains("PROJECT_HTTP_ADMIN_TOKEN"),
         "{stderr}"
     );
 }
@@ -624,6 +631,87 @@ fn events_stream_reports_deploys_flips_and_prunes() {
     assert!(text.contains("\"service\":\"web\""), "{text}");
 }
 
+/// Opens `GET /events<query>` and reads until `needle` has arrived (or
+/// the stream stalls for 20 s); returns the stream and what it read.
+fn events_until(admin: SocketAddr, query: &str, needle: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(admin).unwrap();
+    stream
+        .write_all(
+            format!(
+                "GET /events{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        match stream.read(&mut buf) {
+            Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => panic!("no {needle:?} in:\n{}", String::from_utf8_lossy(&seen)),
+        }
+    }
+    (stream, String::from_utf8_lossy(&seen).into_owned())
+}
+
+/// A client that says how many events it has accounted for (`?after=`, as
+/// the dashboard page does) is told first when it missed some: a page
+/// rendered just before a deploy whose stream connected just after it
+/// would otherwise never show the deploy.
+#[test]
+fn events_stream_says_what_a_late_subscriber_missed() {
+    let root = Root::new();
+    let (_server, admin) = start(root.path(), &[]);
+    upload(admin, "web", "", &site("a"));
+    let (_, text) = events_until(admin, "?after=0", "event: events.missed");
+    let data = text
+        .split("event: events.missed\ndata: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap();
+    let data: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(data["after"], 0, "{data}");
+    let emitted = data["emitted"].as_u64().unwrap();
+    assert!(emitted >= 2, "deployed and activated at least: {data}");
+    // Up to date: nothing missed; what comes next arrives as usual.
+    let (mut stream, text) = events_until(admin, &format!("?after={emitted}"), ": subscribed");
+    upload(admin, "web", "", &site("b"));
+    let mut seen = text.into_bytes();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("event: deployment.activated") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "stream closed");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        !String::from_utf8_lossy(&seen).contains("events.missed"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    // Without `after`, no such event; a bad `after` is refused.
+    for query in [
+        "?after=x",
+        "?after=-1",
+        "?after=1&after=2",
+        "?after=9007199254740992",
+    ] {
+        let r = common::get(admin, &format!("/events{query}"), &[AUTH]);
+        assert_eq!(r.status, 400, "{query}: {}", r.text());
+    }
+    for query in ["", "?other=1"] {
+        let (mut stream, mut text) = events_until(admin, query, ": subscribed");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let n = stream.read(&mut buf).unwrap_or(0);
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        assert!(!text.contains("events.missed"), "{query}: {text}");
+    }
+}
+
 #[test]
 fn metrics_count_requests_deploys_and_disk() {
     let root = Root::new();
@@ -665,8 +753,11 @@ fn two_servers_share_a_root() {
     assert_eq!(a.get("/s/web/").text(), "<h1>two</h1>");
 }
 
-/// The seed runbook's manual flip (`ln -s` + `mv -T`) is picked up within 1 s,
-/// with inotify and with polling.
+/// The seed runbook's manual flip (`ln -s` + `mv -T`) is picked up, with
+/// inotify and with polling. (Normally within 1 s, src/watch.rs; the bounds
+/// here are generous because a loaded CI machine is not a benchmark.) The
+/// flip comes right after the server started, so it may land before the
+/// watcher has set up its watches: that one must be picked up too.
 #[test]
 fn external_flip_is_picked_up() {
     for mode in ["notify", "poll"] {
@@ -687,15 +778,15 @@ fn external_flip_is_picked_up() {
         let flipped = Instant::now();
         while server.get("/s/web/").text() != "two" {
             assert!(
-                flipped.elapsed() < Duration::from_secs(1),
-                "{mode}: external flip not seen within 1 s"
+                flipped.elapsed() < Duration::from_secs(20),
+                "{mode}: external flip not seen within 20 s"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
         // A new service appearing from outside is served too.
         root.deployment("fresh", "f1", &[("index.html", b"fresh")]);
         root.flip("fresh", "f1");
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline = Instant::now() + Duration::from_secs(20);
         while server.get("/s/fresh/").status != 200 {
             assert!(
                 Instant::now() < deadline,

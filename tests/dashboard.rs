@@ -176,6 +176,11 @@ impl Drop for Driver {
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// How long the page may take to show something: generous, because a
+/// headless browser on a loaded CI machine is slow; these tests check what
+/// the page shows, not how fast.
+const PAGE_WAIT: Duration = Duration::from_secs(30);
+
 impl Driver {
     /// Starts chromedriver and a headless chromium; `None` (after a loud
     /// message) when they are not installed and the browser is not required.
@@ -276,7 +281,7 @@ impl Driver {
 
     /// Waits for `css` to match, for pages that reload.
     fn find(&self, css: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PAGE_WAIT;
         loop {
             if let Some(first) = self.find_all(css).into_iter().next() {
                 return first;
@@ -366,7 +371,7 @@ fn dashboard_in_a_real_browser_rolls_back() {
     driver.screenshot("dashboard-before-rollback.png");
 
     driver.click("#service-web button.rollback");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PAGE_WAIT;
     while driver.text("#service-web .current") != web_old {
         assert!(
             Instant::now() < deadline,
@@ -382,7 +387,7 @@ fn dashboard_in_a_real_browser_rolls_back() {
 
     // Live update: a deploy made elsewhere shows up without a click.
     let web_third = upload(admin, "web", "<h1>web 3</h1>");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PAGE_WAIT;
     while driver.text("#service-web .current") != web_third {
         assert!(
             Instant::now() < deadline,
@@ -396,4 +401,236 @@ fn dashboard_in_a_real_browser_rolls_back() {
     driver.goto(&format!("http://{admin}/"));
     assert_eq!(driver.find_all("section[data-service]").len(), 2);
     driver.screenshot("dashboard-phone.png");
+}
+
+impl Driver {
+    /// Runs `script` (a function body) in the page; returns its value.
+    fn script(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+}
+
+/// The visual fixes of issue 12, in the browser at desktop and phone
+/// widths (screenshots `dashboard-*-{desktop,phone}.png` in
+/// target/test-artifacts/): the login card is a centred card, not an
+/// inline run of fields; Log out only where there is a login; Rollback only
+/// where there is something older; a failure notice looks like a failure;
+/// times say their time zone.
+#[test]
+fn dashboard_login_card_notices_rollback_and_times_look_right() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let root = Root::new();
+    let (_server, admin) = Server::start_with_token(root.path(), TOKEN, &[]);
+    let web_old = upload(admin, "web", "<h1>web 1</h1>");
+    let web_new = upload(admin, "web", "<h1>web 2</h1>");
+    upload(admin, "docs", "<h1>docs</h1>");
+
+    for (width, height, label) in [(1280, 900, "desktop"), (390, 844, "phone")] {
+        driver.resize(width, height);
+        driver.goto(&format!("http://{admin}/"));
+        driver.find("#token");
+        let card = driver.script(
+            "var f=document.querySelector('form.login'),r=f.getBoundingClientRect(),\
+             i=document.querySelector('#token').getBoundingClientRect();\
+             return {display:getComputedStyle(f).display,left:r.left,right:window.innerWidth-r.right,\
+             width:r.width,inputWidth:i.width};",
+        );
+        driver.screenshot(&format!("dashboard-login-{label}.png"));
+        assert_eq!(card["display"], "block", "{label}: {card}");
+        let (left, right) = (
+            card["left"].as_f64().unwrap(),
+            card["right"].as_f64().unwrap(),
+        );
+        assert!(
+            (left - right).abs() < 2.0,
+            "{label}: card not centred: {card}"
+        );
+        assert!(card["width"].as_f64().unwrap() <= 361.0, "{label}: {card}");
+        assert!(
+            card["inputWidth"].as_f64().unwrap() > card["width"].as_f64().unwrap() * 0.7,
+            "{label}: the token field is not full width: {card}"
+        );
+    }
+    driver.resize(1280, 900);
+    driver.type_into("#token", TOKEN);
+    driver.click("#login");
+    driver.find("section[data-service=docs]");
+    assert_eq!(driver.find_all("#logout").len(), 1, "logged in: Log out");
+    assert_eq!(driver.find_all("#service-web button.rollback").len(), 1);
+    assert!(
+        driver.find_all("#service-docs button.rollback").is_empty(),
+        "docs has one deployment: nothing to roll back to"
+    );
+    let created = driver.text("#service-docs td[data-label=Created]");
+    assert!(created.ends_with(" UTC"), "{created:?}");
+
+    // A successful action: a success notice; then nothing is older.
+    driver.click("#service-web button.rollback");
+    driver.find("#flash");
+    assert_eq!(driver.text("#service-web .current"), web_old);
+    assert_eq!(
+        driver.script("return document.querySelector('#flash').className;"),
+        "flash"
+    );
+    assert!(driver.find_all("#service-web button.rollback").is_empty());
+
+    // A failing action: its deployment vanished from disk meanwhile.
+    std::fs::remove_dir_all(root.path().join("web").join(&web_new)).unwrap();
+    driver.click(&format!(
+        "#service-web tr[data-id=\"{web_new}\"] button.primary"
+    ));
+    let deadline = Instant::now() + PAGE_WAIT;
+    while !driver.text("#flash").contains("failed") {
+        assert!(Instant::now() < deadline, "no failure notice");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let notice = driver.script(
+        "var n=document.querySelector('#flash'),s=getComputedStyle(n);\
+         return {cls:n.className,role:n.getAttribute('role'),color:s.color,border:s.borderLeftColor};",
+    );
+    assert_eq!(notice["cls"], "flash error", "{notice}");
+    assert_eq!(notice["role"], "alert", "{notice}");
+    assert_ne!(
+        notice["border"], "rgb(19, 115, 51)",
+        "not the success green: {notice}"
+    );
+    driver.screenshot("dashboard-failure-desktop.png");
+    driver.resize(390, 844);
+    driver.screenshot("dashboard-failure-phone.png");
+
+    // No token configured: no login, so no Log out.
+    let open_root = Root::new();
+    let open = Server::start(open_root.path(), &[]);
+    let open_admin = open.admin_addr();
+    upload_open(open_admin);
+    driver.goto(&format!("http://{open_admin}/"));
+    driver.find("section[data-service=web]");
+    assert!(
+        driver.find_all("#logout").is_empty(),
+        "Log out without a token"
+    );
+    driver.screenshot("dashboard-no-token-phone.png");
+    driver.resize(1280, 900);
+    driver.screenshot("dashboard-no-token-desktop.png");
+}
+
+fn upload_open(admin: SocketAddr) {
+    let r = send(
+        admin,
+        "POST",
+        "/services/web/deployments",
+        &[],
+        &tar_of(&[("index.html", b"<h1>open</h1>")]),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+/// The `<section>` of `service` in a dashboard page.
+fn service_section<'a>(page: &'a str, service: &str) -> &'a str {
+    let start = page
+        .find(&format!("<section id=\"service-{service}\""))
+        .unwrap_or_else(|| panic!("no section for {service}"));
+    let rest = &page[start..];
+    &rest[..rest.find("</section>").unwrap()]
+}
+
+/// The number in the first `name=<number>` of `text`.
+fn attribute(text: &str, name: &str) -> u64 {
+    let at = text.find(&format!(" {name}=")).unwrap() + name.len() + 2;
+    text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The traffic charts: the requests sent to each service, and their 4xx
+/// share, appear in its inline SVG once sampled (every 500 ms here, through
+/// the hidden `PROJECT_HTTP_CHART_INTERVAL_MS`; a minute by default).
+#[test]
+fn traffic_charts_show_the_requests_sent() {
+    let root = Root::new();
+    let server = Server::start_with_env(
+        root.path(),
+        &["--admin-token", TOKEN],
+        &[("PROJECT_HTTP_CHART_INTERVAL_MS", "500")],
+    );
+    let admin = server.admin_addr();
+    upload(admin, "web", "<h1>web</h1>");
+    upload(admin, "docs", "<h1>docs</h1>");
+    upload(admin, "quiet", "<h1>quiet</h1>");
+    for _ in 0..7 {
+        assert_eq!(server.get("/s/web/").status, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(server.get("/s/web/missing.html").status, 404);
+    }
+    for _ in 0..2 {
+        assert_eq!(server.get("/s/docs/").status, 200);
+    }
+    let (cookie, _) = login(admin);
+    // Wait until a sample has taken every request in (a few intervals at most).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let page = loop {
+        let page = common::get(admin, "/", &[("Cookie", &cookie)]).text();
+        let web = service_section(&page, "web");
+        if web.contains("<div class=traffic") && attribute(web, "data-requests") == 10 {
+            break page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "web's chart never showed 10 requests:\n{web}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let web = service_section(&page, "web");
+    let chart = &web[web.find("<div class=traffic").unwrap()..];
+    assert_eq!(
+        (
+            attribute(chart, "data-requests"),
+            attribute(chart, "data-4xx"),
+            attribute(chart, "data-5xx")
+        ),
+        (10, 3, 0),
+        "{chart}"
+    );
+    // The bars add up to what was sent, and the captions say it in words.
+    let bars: Vec<&str> = chart.split("<g data-requests=").skip(1).collect();
+    assert!(!bars.is_empty(), "no bars in {chart}");
+    let sum = |name: &str| -> u64 {
+        bars.iter()
+            .map(|bar| attribute(&format!(" data-requests={bar}"), name))
+            .sum()
+    };
+    assert_eq!((sum("data-requests"), sum("data-4xx")), (10, 3));
+    assert!(chart.contains("<svg class=requests") && chart.contains("<svg class=errors"));
+    assert!(
+        chart.contains("Requests per 500ms: 10 in the last 30s"),
+        "{chart}"
+    );
+    assert!(
+        chart.contains("4xx 30.0 %") && chart.contains("5xx 0.0 %"),
+        "{chart}"
+    );
+    assert!(chart.contains("<title>"), "{chart}");
+    let docs = service_section(&page, "docs");
+    assert_eq!(
+        (
+            attribute(docs, "data-requests"),
+            attribute(docs, "data-4xx")
+        ),
+        (2, 0),
+        "{docs}"
+    );
+    // A service nobody asked for yet says so instead of drawing an empty chart.
+    let quiet = service_section(&page, "quiet");
+    assert!(quiet.contains("No traffic sampled yet"), "{quiet}");
+    assert!(!quiet.contains("<svg"), "{quiet}");
 }

@@ -9,82 +9,28 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Command, Output};
+
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::docker::{build_image, docker, docker_ok, engine_ready, run};
 use common::tar_of;
 use serde_json::Value;
 
 const IMAGE: &str = "project-http:test";
 
-/// True when the Docker tests can run; panics when they must and cannot.
+/// True when the Docker tests can run (the image built); panics when they
+/// must and cannot.
 fn docker_ready() -> bool {
-    let required = std::env::var("PROJECT_HTTP_REQUIRE_DOCKER").is_ok_and(|v| v == "1");
-    let engine = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output();
-    let reachable = matches!(&engine, Ok(o) if o.status.success());
-    if !reachable {
-        let why = match engine {
-            Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-            Err(e) => e.to_string(),
-        };
-        if required {
-            panic!("PROJECT_HTTP_REQUIRE_DOCKER=1 but no Docker engine is reachable: {why}");
-        }
-        eprintln!("\n*** SKIPPED: Docker tests need a reachable Docker engine ({why}) ***\n");
+    if !engine_ready("Docker tests") {
         return false;
     }
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let output = Command::new(Path::new(root).join("scripts/build-image.sh"))
-            .arg(IMAGE)
-            .current_dir(root)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&output.stderr).into_owned())
-        }
-    });
-    if let Err(e) = built {
+    if let Err(e) = BUILT.get_or_init(|| build_image(IMAGE)) {
         panic!("cannot build the image {IMAGE}: {e}");
     }
     true
-}
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI")
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let output = docker(args);
-    assert!(
-        output.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-fn run(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(common::binary())
-        .args(args)
-        .env_remove("PROJECT_HTTP_ADMIN_TOKEN")
-        .output()
-        .expect("project-http");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 /// A project id, its network, and cleanup of everything labelled with it.
@@ -295,6 +241,10 @@ fn ensure_creates_serves_is_idempotent_and_repairs_drift() {
     .collect();
     assert_eq!(labels, expected, "labels exactly as specified");
     assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped");
+    // Logs bounded by default: json-file, 10m × 3.
+    assert_eq!(c["HostConfig"]["LogConfig"]["Type"], "json-file");
+    assert_eq!(c["HostConfig"]["LogConfig"]["Config"]["max-size"], "10m");
+    assert_eq!(c["HostConfig"]["LogConfig"]["Config"]["max-file"], "3");
     assert_eq!(c["HostConfig"]["Memory"], 256 * 1024 * 1024);
     assert_eq!(c["Config"]["User"], "101:101");
     let bindings = &c["HostConfig"]["PortBindings"];
@@ -351,6 +301,26 @@ fn ensure_creates_serves_is_idempotent_and_repairs_drift() {
     assert_eq!(status["services"][0]["name"], "web");
     assert_eq!(status["services"][0]["current"], id.trim());
     assert!(status["services"][0]["disk_bytes"].as_u64().unwrap() > 0);
+    // The router's URL per service, the engine's figures, logs, disk.
+    assert_eq!(
+        status["routers"][0]["urls"][0],
+        "http://site.example.test/s/web/"
+    );
+    assert_eq!(status["routers"][0]["entrypoints"][0], "web");
+    assert_eq!(
+        status["resources"]["memory_limit_bytes"],
+        256 * 1024 * 1024,
+        "{json}"
+    );
+    assert!(status["resources"]["memory_bytes"].as_u64().unwrap() > 0);
+    assert!(status["resources"]["network_rx_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(status["logs"]["options"]["max-size"], "10m");
+    assert_eq!(status["logs"]["access_log"], "on");
+    assert!(status["volume_free_bytes"].as_u64().unwrap() > 0, "{json}");
+    assert!(
+        table.contains("http://site.example.test/s/web/") && table.contains("cpu "),
+        "{table}"
+    );
 
     // Second run: nothing to do.
     let before = c["Id"].as_str().unwrap().to_string();
@@ -364,13 +334,33 @@ fn ensure_creates_serves_is_idempotent_and_repairs_drift() {
         before
     );
 
-    // Drift: recreated, volume kept, files still served, token kept.
-    let (ok, out, err) = project.ensure(&["--memory-mib", "300"]);
+    // Drift: recreated, volume kept, files still served, token kept; the
+    // log options and the access-log mode are part of the drift check.
+    let (ok, out, err) = project.ensure(&[
+        "--memory-mib",
+        "300",
+        "--log-opt",
+        "max-size=20m",
+        "--access-log",
+        "off",
+    ]);
     assert!(ok, "{err}");
-    assert!(out.contains("recreated") && out.contains("memory"), "{out}");
+    assert!(
+        out.contains("recreated")
+            && out.contains("memory")
+            && out.contains("log options differ")
+            && out.contains("environment differs"),
+        "{out}"
+    );
     let after = project.inspect(&project.container());
     assert_ne!(after["Id"].as_str().unwrap(), before);
     assert_eq!(after["HostConfig"]["Memory"], 300 * 1024 * 1024);
+    assert_eq!(
+        after["HostConfig"]["LogConfig"]["Config"]["max-size"],
+        "20m"
+    );
+    let env = after["Config"]["Env"].to_string();
+    assert!(env.contains("PROJECT_HTTP_ACCESS_LOG=off"), "{env}");
     assert_eq!(project.token(), token);
     assert_eq!(project.get("/s/web/").text(), "<h1>in a container</h1>");
 
@@ -665,4 +655,68 @@ fn the_io_backend_follows_what_seccomp_allows() {
             assert!(logs.contains("io_uring unavailable"), "{logs}");
         }
     }
+}
+
+/// What an `ensure` killed half-way leaves: a `-next` container beside
+/// the canonical one is drained and removed by the next run (no stale
+/// router keeps serving); a `-next` alone (the old one already removed,
+/// not yet renamed) becomes the canonical container. A second `ensure`
+/// of the project while one runs is refused by the lock.
+#[test]
+fn ensure_settles_what_an_interrupted_ensure_left() {
+    if !docker_ready() {
+        return;
+    }
+    let project = TestProject::new("i");
+    let (ok, out, err) = project.ensure(&[]);
+    assert!(ok, "{out}{err}");
+    project.wait_healthy();
+    let serving = project.inspect(&project.container())["Id"].clone();
+    let next = format!("{}-next", project.container());
+    let owned = [
+        "--label",
+        "deployer.managed=true",
+        "--label",
+        &format!("deployer.project={}", project.id),
+    ];
+    let mut create = vec!["create", "--name", &next];
+    create.extend_from_slice(&owned);
+    create.extend_from_slice(&["--network", &project.network, IMAGE]);
+    docker_ok(&create);
+    docker_ok(&["start", &next]);
+    let (ok, out, err) = project.ensure(&[]);
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("interrupted ensure"), "{err}");
+    assert!(out.contains("nothing changed"), "{out}");
+    assert!(!docker(&["inspect", &next]).status.success(), "-next left");
+    assert_eq!(project.inspect(&project.container())["Id"], serving);
+
+    // Only -next: it is renamed, then ensured like any container.
+    docker_ok(&["rename", &project.container(), &next]);
+    let (ok, out, err) = project.ensure(&[]);
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("it becomes"), "{err}");
+    assert_eq!(project.inspect(&project.container())["Id"], serving);
+    assert!(!docker(&["inspect", &next]).status.success());
+
+    // The lock: held by this test, ensure is refused at once.
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!("project-http-ensure-{}.lock", project.id)))
+        .unwrap();
+    assert_eq!(
+        unsafe { libc::flock(std::os::unix::io::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    let (ok, _, err) = project.ensure(&[]);
+    assert!(!ok);
+    assert!(err.contains("another `project-http ensure`"), "{err}");
+    drop(lock);
+    let (ok, out, err) = project.ensure(&[]);
+    assert!(ok && out.contains("nothing changed"), "{out}{err}");
 }

@@ -61,6 +61,7 @@ fn corpus_replays() {
     replay("accept_encoding", fuzz::check_accept_encoding);
     replay("conditional", fuzz::check_conditional);
     replay("ingest", fuzz::check_ingest);
+    replay("fast_path", fuzz::check_fast_path);
 }
 
 proptest! {
@@ -79,6 +80,35 @@ proptest! {
     #[test]
     fn accept_encoding(data in prop_oneof![mutated("accept_encoding"), "[a-z*;=,. 0-9]{0,40}".prop_map(String::into_bytes)]) {
         fuzz::check_accept_encoding(&data);
+    }
+
+    #[test]
+    fn fast_path_answers_as_the_full_path(data in prop_oneof![
+        mutated("fast_path"),
+        (
+            prop_oneof![Just("GET"), Just("HEAD"), Just("POST")],
+            "/s/web/[a-z%0-9./?&= @]{0,24}",
+            proptest::collection::vec(
+                (
+                    prop_oneof![
+                        Just("Accept-Encoding"), Just("If-None-Match"), Just("If-Modified-Since"),
+                        Just("Connection"), Just("Host"), Just("Range"), Just("X-Any"),
+                    ],
+                    "[ -~]{0,24}",
+                ),
+                0..4,
+            ),
+        )
+            .prop_map(|(method, target, fields)| {
+                let mut head = format!("{method} {target} HTTP/1.1\r\n");
+                for (name, value) in fields {
+                    head.push_str(&format!("{name}: {value}\r\n"));
+                }
+                head.push_str("\r\n");
+                head.into_bytes()
+            }),
+    ]) {
+        fuzz::check_fast_path(&data);
     }
 
     #[test]

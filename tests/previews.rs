@@ -41,7 +41,8 @@ fn assert_preview_headers(r: &Response) {
 #[test]
 fn previews_serve_active_and_inactive_deployments_read_only() {
     let root = Root::new();
-    let (server, admin) = Server::start_with_token(root.path(), TOKEN, &[]);
+    let config = common::public_previews_config(root.path());
+    let (server, admin) = Server::start_with_token(root.path(), TOKEN, &["--config", &config]);
     let live = upload(admin, "", &[("index.html", b"<h1>live</h1>")]);
     let staged = upload(
         admin,

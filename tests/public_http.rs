@@ -46,6 +46,10 @@ fn standard_root() -> Root {
         ],
     );
     root.flip("other", "o1");
+    // Seeded a while ago: every file's Last-Modified is an exact, past time.
+    let seeded = std::time::SystemTime::now() - Duration::from_secs(3600);
+    root.set_flip_time("web", seeded);
+    root.set_flip_time("other", seeded);
     std::fs::write(root.path().join("outside.txt"), b"SECRET_OUTSIDE_ROOT").unwrap();
     let d1 = root.path().join("web/d1");
     symlink("/etc/passwd", d1.join("passwd")).unwrap();
@@ -81,11 +85,11 @@ fn first_start_on_missing_root_creates_it_and_explains_how_to_deploy() {
     assert!(root.is_dir(), "root created");
     let hint = server
         .stderr
-        .wait_for("no site is deployed yet", Duration::from_secs(5))
+        .wait_for("No site is deployed yet", Duration::from_secs(5))
         .expect("first-start hint");
     let all = server.stderr.all().join("\n");
     assert!(
-        all.contains("project-http deploy --admin http://127.0.0.1:"),
+        all.contains(" deploy --admin http://127.0.0.1:"),
         "{hint}\n{all}"
     );
     assert!(all.contains(&format!("http://{}", server.addr)), "{all}");
@@ -294,6 +298,8 @@ fn etags_come_from_content_not_mtime_and_size() {
         )
         .unwrap();
         root.flip(service, "d");
+        // Both made current at the same time: same Last-Modified.
+        root.set_flip_time(service, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
     }
     let server = Server::start(root.path(), &[]);
     let a = server.get("/s/one/app.js");

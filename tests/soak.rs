@@ -68,6 +68,12 @@ fn soak_mixed_load_with_deploys_and_rollbacks() {
     for i in 0..FILES {
         server.get(&format!("/s/web/assets/f{i}.txt"));
     }
+    // The flip watcher opens its descriptors (inotify, and the epoll and
+    // eventfd of its thread) after "listening": the baseline comes after.
+    server
+        .stderr
+        .wait_for("watching for external flips", Duration::from_secs(60))
+        .expect("the flip watcher started");
     let (rss_start, fds_start) = (status_field(pid, "VmRSS:"), fds(pid));
 
     let stop = Arc::new(AtomicBool::new(false));

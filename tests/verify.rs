@@ -74,10 +74,15 @@ fn a_deployment_that_serves_wrong_is_rolled_back_automatically() {
         .and_then(|rest| rest.split(':').next())
         .unwrap()
         .to_string();
-    assert_eq!(
-        server.get(&format!("/s/web@{bad_id}/")).text(),
-        "<h1>bad</h1>"
-    );
+    // At the (signed) link the message gives.
+    let link = err
+        .split("kept for inspection at ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|url| url.find("/s/").map(|i| url[i..].to_string()))
+        .unwrap();
+    assert!(link.starts_with(&format!("/s/web@{bad_id}/")), "{link}");
+    assert_eq!(server.get(&link).text(), "<h1>bad</h1>");
 
     // A public port that never answers: timeout, rolled back too.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -28,11 +28,21 @@ import time
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(REPO, "target", "release", "project-http")
+# PROJECT_HTTP_BIN: measure another build (e.g. the image's static binary,
+# target/x86_64-unknown-linux-gnu/release/project-http).
+BIN = os.environ.get("PROJECT_HTTP_BIN") or os.path.join(REPO, "target", "release", "project-http")
 PORTS = {"project-http": 18601, "project-http-uring": 18605, "nginx": 18602, "lighttpd": 18603,
-         "h2o": 18604}
-# project-http runs twice: its epoll backend and its io_uring backend.
-VARIANTS = {"project-http": ("epoll", 18611), "project-http-uring": ("uring", 18612)}
+         "h2o": 18604, "project-http log=text": 18606, "project-http log=json": 18607,
+         "nginx log=buffer64k": 18608}
+# project-http runs as several variants: its epoll and io_uring backends
+# (access log off, as every peer), and the epoll backend with its access log
+# on (text, JSON; written to a file like the peers' logs). name -> (backend,
+# admin port, access log format or None).
+VARIANTS = {"project-http": ("epoll", 18611, None), "project-http-uring": ("uring", 18612, None),
+            "project-http log=text": ("epoll", 18613, "text"),
+            "project-http log=json": ("epoll", 18614, "json")}
+# By default the access-log variants are left out (--servers names them).
+DEFAULT_SERVERS = ["project-http", "project-http-uring", "nginx", "lighttpd", "h2o"]
 TICKS = os.sysconf("SC_CLK_TCK")
 
 CASES = {
@@ -87,35 +97,43 @@ def start_servers(work, docroot, only):
     logs = open(os.path.join(work, "servers.log"), "w")
     conf = os.path.join(work, "conf")
     os.makedirs(conf, exist_ok=True)
-    for name, (backend, admin_port) in VARIANTS.items():
+    for name, (backend, admin_port, log) in VARIANTS.items():
         if name not in only:
             continue
-        with open(f"{conf}/{name}.toml", "w") as f:
-            f.write("access_log = false\nlog_level = \"warn\"\nworkers = 1\nwatch = \"off\"\n"
+        slug = name.replace(" ", "-").replace("=", "-")
+        access = f"access_log = true\nlog_format = \"{log}\"\n" if log else "access_log = false\n"
+        with open(f"{conf}/{slug}.toml", "w") as f:
+            f.write(access + "log_level = \"warn\"\nworkers = 1\nwatch = \"off\"\n"
                     f"io_backend = \"{backend}\"\n")
+        out = open(os.path.join(work, f"{slug}.access.log"), "w") if log else logs
         procs[name] = subprocess.Popen(
-            ["taskset", "-c", "0", BIN, "serve", "--config", f"{conf}/{name}.toml",
-             "--root", f"{work}/{name}-root", "--listen", f"127.0.0.1:{PORTS[name]}",
-             "--admin-listen", f"127.0.0.1:{admin_port}"], stdout=logs, stderr=logs)
-    if "nginx" in only:
-        with open(f"{conf}/nginx.conf", "w") as f:
+            ["taskset", "-c", "0", BIN, "serve", "--config", f"{conf}/{slug}.toml",
+             "--root", f"{work}/{slug}-root", "--listen", f"127.0.0.1:{PORTS[name]}",
+             "--admin-listen", f"127.0.0.1:{admin_port}"], stdout=out, stderr=logs)
+    for name in ("nginx", "nginx log=buffer64k"):
+        if name not in only:
+            continue
+        slug = name.replace(" ", "-").replace("=", "-")
+        access = (f"access_log {work}/{slug}.access.log combined buffer=64k flush=1s;"
+                  if "log=" in name else "access_log off;")
+        with open(f"{conf}/{slug}.conf", "w") as f:
             f.write(f"""
-worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/nginx-error.log warn;
+worker_processes 1; daemon off; pid {work}/{slug}.pid; error_log {work}/{slug}-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-  access_log off; sendfile on; tcp_nopush on; tcp_nodelay on;
+  {access} sendfile on; tcp_nopush on; tcp_nodelay on;
   keepalive_requests 10000000; keepalive_timeout 120s;
   open_file_cache max=10000 inactive=60s; open_file_cache_valid 60s;
   types {{ text/html html; text/css css; application/javascript js; }}
   default_type application/octet-stream;
   client_body_temp_path {work}/nginx-tmp; proxy_temp_path {work}/nginx-tmp;
   fastcgi_temp_path {work}/nginx-tmp; uwsgi_temp_path {work}/nginx-tmp; scgi_temp_path {work}/nginx-tmp;
-  server {{ listen 127.0.0.1:{PORTS['nginx']}; root {docroot}; etag on; }}
+  server {{ listen 127.0.0.1:{PORTS[name]}; root {docroot}; etag on; }}
 }}
 """)
         os.makedirs(f"{work}/nginx-tmp", exist_ok=True)
-        procs["nginx"] = subprocess.Popen(["taskset", "-c", "0", "nginx", "-c", f"{conf}/nginx.conf"],
-                                          stdout=logs, stderr=logs)
+        procs[name] = subprocess.Popen(["taskset", "-c", "0", "nginx", "-c", f"{conf}/{slug}.conf"],
+                                       stdout=logs, stderr=logs)
     if "lighttpd" in only:
         with open(f"{conf}/lighttpd.conf", "w") as f:
             f.write(f"""
@@ -232,7 +250,8 @@ def main():
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--servers", default=",".join(PORTS))
+    parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
+                        help="of: " + ", ".join(PORTS))
     args = parser.parse_args()
     servers = [s for s in args.servers.split(",") if s]
     cases = [c for c in args.cases.split(",") if c]
@@ -251,7 +270,7 @@ def main():
         idle_rss = {name: rss_kib(p) for name, p in procs.items()}
         tarball = os.path.join(work, "site.tar")
         subprocess.run(["tar", "-C", site, "-cf", tarball, "."], check=True)
-        for name, (_, admin_port) in VARIANTS.items():
+        for name, (_, admin_port, _) in VARIANTS.items():
             if name in procs:
                 subprocess.run(["curl", "-fsS", "-o", "/dev/null", "-T", tarball, "-X", "POST",
                                 f"http://127.0.0.1:{admin_port}/services/bench/deployments"], check=True)
@@ -299,7 +318,7 @@ def report(results, cases, servers, idle_rss, args):
     if ours and peers:
         print("\nproject-http relative to the best peer of each case "
               "(req/s and MB/s: higher is better; CPU/req and p99: lower is better):\n")
-        print("| case | backend | req/s | MB/s | CPU/req | p99 | best peer by req/s |")
+        print("| case | variant | req/s | MB/s | CPU/req | p99 | best peer by req/s |")
         print("|---|---|---|---|---|---|---|")
         for case in cases:
             best = max(peers, key=lambda s: med(case, s, "rps"))
@@ -308,7 +327,7 @@ def report(results, cases, servers, idle_rss, args):
             ratio = lambda a, b: f"{a / b:.2f}×" if b else "-"
             for name in ours:
                 ph = lambda k: med(case, name, k)
-                print(f"| {case} | {VARIANTS[name][0]} | {ratio(ph('rps'), med(case, best, 'rps'))} | "
+                print(f"| {case} | {name} | {ratio(ph('rps'), med(case, best, 'rps'))} | "
                       f"{ratio(ph('mbps'), med(case, best, 'mbps'))} | "
                       f"{ratio(ph('cpu_us'), best_cpu)} | {ratio(ph('p99_ms'), best_p99)} | {best} |")
     print("\nidle RSS before the run (MiB): " + ", ".join(f"{s} {idle_rss[s] / 1024:.1f}" for s in servers))

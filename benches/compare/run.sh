@@ -16,7 +16,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
-cargo build --release --locked --quiet
+# PROJECT_HTTP_BIN=<binary>: measure that build instead (no cargo build).
+[ -n "${PROJECT_HTTP_BIN:-}" ] || cargo build --release --locked --quiet
 # The 1 000-connection case needs more descriptors than the usual 1 024.
 ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
 exec python3 benches/compare/run.py "$@"

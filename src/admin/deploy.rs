@@ -1,14 +1,14 @@
-//! Admin operations: upload, activate, rollback, delete, list.
+//! Admin operations over HTTP: upload, activate, rollback, delete, list.
 //!
-//! An upload streams the request body through a bounded channel into a
-//! blocking extractor (so memory stays flat whatever the upload size),
-//! then, under the service lock: commit the directory, build its index,
-//! flip `current`, publish the index, prune. A failure at any step before
-//! the flip leaves the served deployment untouched and nothing on disk.
+//! A thin adapter over [`crate::deploy::Workflow`]: an upload streams the
+//! request body through a bounded channel into the workflow's blocking
+//! extractor (so memory stays flat whatever the upload size); the workflow
+//! commits, flips, prunes, records and emits; this module turns its result
+//! or [`workflow::Error`] into a JSON answer.
 
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -18,13 +18,16 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::{error_and_close, error_response, json_response, status, AdminState};
+use crate::deploy::{self as workflow, DeployOptions};
 use crate::serve::body::Body;
-use crate::site::{self, Deployment, IndexOptions};
-use crate::store::dedup::{self, ContentIndex};
+use crate::store::dedup::ContentIndex;
 use crate::store::deployments::{self, Committed};
-use crate::store::ingest::Extracted;
-use crate::store::ingest::{self, IngestError, LimitExceeded, Limits};
-use crate::store::{self, flip, precompress, StoreError};
+use crate::store::ingest::{IngestError, LimitExceeded, Limits};
+use crate::store::meta::Provenance;
+use crate::store::{self, StoreError};
+
+/// A deployment id an upload may not take: `…/deployments/manifest` is a route.
+const RESERVED_MANIFEST: &str = "manifest";
 
 /// Upload chunks in flight between the socket and the extractor.
 const CHANNEL_CHUNKS: usize = 8;
@@ -34,6 +37,9 @@ pub async fn list_services(state: &AdminState) -> Response<Body> {
     let result = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<serde_json::Value>> {
         let mut services = Vec::new();
         for name in layout.services()? {
+            if !deployments::has_any(&layout, &name) {
+                continue;
+            }
             let current = layout.read_current(&name).ok().flatten();
             services.push(json!({ "name": name, "current": current }));
         }
@@ -75,13 +81,6 @@ fn internal(error: &anyhow::Error) -> Response<Body> {
     error_response(StatusCode::INTERNAL_SERVER_ERROR, &format!("{error:#}"))
 }
 
-fn store_error(error: StoreError) -> Response<Body> {
-    if let StoreError::Other(e) = &error {
-        return internal(e);
-    }
-    error_response(status(error.status()), &error.to_string())
-}
-
 /// Query parameters of an upload.
 struct UploadOptions {
     id: Option<String>,
@@ -89,8 +88,11 @@ struct UploadOptions {
     require_index: bool,
     strip_components: usize,
     partial: bool,
+    provenance: Provenance,
 }
 
+/// Parses an upload's query (`application/x-www-form-urlencoded`, so a
+/// message may carry any character, percent-encoded).
 fn parse_upload_query(query: Option<&str>) -> Result<UploadOptions, String> {
     let mut options = UploadOptions {
         id: None,
@@ -98,21 +100,27 @@ fn parse_upload_query(query: Option<&str>) -> Result<UploadOptions, String> {
         require_index: true,
         strip_components: 0,
         partial: false,
+        provenance: Provenance::default(),
     };
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (key, value) in super::query::parse(query)? {
+        let (key, value) = (key.as_str(), value.as_str());
         let flag = || match value {
             "true" | "1" | "" => Ok(true),
             "false" | "0" => Ok(false),
             other => Err(format!("{key}={other}: expected true or false")),
         };
         match key {
-            "id" if store::is_valid_name(value) && value != store::CURRENT => {
+            // `manifest` names the route `POST …/deployments/manifest`.
+            "id" if store::is_valid_name(value)
+                && value != store::CURRENT
+                && value != RESERVED_MANIFEST =>
+            {
                 options.id = Some(value.to_string())
             }
             "id" => {
                 return Err(format!(
-                    "invalid deployment id {value:?}: use 1-64 of A-Z a-z 0-9 _ -"
+                    "invalid deployment id {value:?}: use 1-64 of A-Z a-z 0-9 _ - \
+                     (not \"current\" or \"manifest\")"
                 ))
             }
             "activate" => options.activate = flag()?,
@@ -125,13 +133,28 @@ fn parse_upload_query(query: Option<&str>) -> Result<UploadOptions, String> {
                     .filter(|n| *n <= 8)
                     .ok_or_else(|| format!("strip_components={value}: expected 0 to 8"))?
             }
+            "message" => options.provenance.message = Some(value.to_string()),
+            "commit" => options.provenance.commit = Some(value.to_string()),
+            "branch" => options.provenance.branch = Some(value.to_string()),
+            "dirty" => options.provenance.dirty = Some(flag()?),
+            "label" => {
+                let (k, v) = value
+                    .split_once('=')
+                    .ok_or_else(|| format!("label={value}: expected label=<key>=<value>"))?;
+                options
+                    .provenance
+                    .labels
+                    .insert(k.to_string(), v.to_string());
+            }
             other => {
                 return Err(format!(
-                    "unknown query parameter {other:?} (known: id, activate, require_index, strip_components, partial)"
+                    "unknown query parameter {other:?} (known: id, activate, require_index, \
+                     strip_components, partial, message, commit, branch, dirty, label)"
                 ))
             }
         }
     }
+    options.provenance.validate()?;
     Ok(options)
 }
 
@@ -140,6 +163,7 @@ pub async fn upload(
     state: &Arc<AdminState>,
     service: &str,
     request: Request<Incoming>,
+    actor: &str,
 ) -> Response<Body> {
     let options = match parse_upload_query(request.uri().query()) {
         Ok(options) => options,
@@ -159,142 +183,83 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limits.max_upload_bytes) {
-        state.metrics.record_failure(service);
-        return failed(
-            state,
-            service,
-            IngestError::TooLarge(format!(
-                "upload of {} bytes is over max_upload_bytes = {}",
-                declared.unwrap_or(0),
-                limits.max_upload_bytes
-            )),
-        );
+        let error = workflow::Error::Ingest(IngestError::TooLarge(format!(
+            "upload of {} bytes is over max_upload_bytes = {}",
+            declared.unwrap_or(0),
+            limits.max_upload_bytes
+        )));
+        state.workflow().failed(service, actor, &error);
+        tokio::spawn(linger(request.into_body(), limits.max_upload_bytes));
+        return workflow_error(error);
     }
-    let started = Instant::now();
-    let layout = state.layout.clone();
-    let name = service.to_string();
-    let upload_dir = match tokio::task::spawn_blocking(move || {
-        deployments::new_upload_dir(&layout, &name)
-    })
-    .await
-    {
-        Ok(Ok(dir)) => dir,
-        Ok(Err(e)) => return internal(&e),
-        Err(e) => return internal(&anyhow::anyhow!("{e}")),
-    };
-
-    // Socket → channel (async) → extractor (blocking thread).
+    // Socket → channel (async) → extractor (blocking thread, in the workflow).
     let (sender, reader) = crate::bridge::channel(CHANNEL_CHUNKS);
-    let idle = config.upload_idle_timeout;
     let pump = tokio::spawn(pump_body(
         request.into_body(),
         sender,
         limits.max_upload_bytes,
-        idle,
+        config.upload_idle_timeout,
     ));
-    let dir = upload_dir.clone();
-    let extracted = tokio::task::spawn_blocking(move || ingest::extract(reader, &dir, &limits))
-        .await
-        .unwrap_or_else(|e| Err(IngestError::Io(format!("extractor panicked: {e}"))));
-    pump.abort();
-    let extracted = match extracted {
-        Ok(extracted) => {
-            let (dir, layout, name) = (
-                upload_dir.clone(),
-                state.layout.clone(),
-                service.to_string(),
-            );
-            let (precompress, budget) = (config.precompress, config.precompress_budget_bytes);
-            let require_index = options.require_index;
-            tokio::task::spawn_blocking(move || {
-                finish_upload(
-                    &layout,
-                    &name,
-                    &dir,
-                    extracted,
-                    require_index,
-                    precompress,
-                    budget,
-                )
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Err(IngestError::Io(format!(
-                    "finishing the upload panicked: {e}"
-                )))
-            })
-        }
-        Err(e) => Err(e),
+    let deploy_options = DeployOptions {
+        id: options.id.clone(),
+        activate: options.activate,
+        provenance: Provenance {
+            actor: Some(actor.to_string()),
+            ..options.provenance
+        },
+        expected_bytes: declared,
     };
-    let extracted = match extracted {
-        Ok(extracted) => extracted,
-        Err(error) => {
-            remove_dir(upload_dir).await;
-            state.metrics.record_failure(service);
-            return failed(state, service, error);
+    let result = state
+        .workflow()
+        .deploy(service, reader, deploy_options, limits)
+        .await;
+    // The pump ends by itself: at the body's end, or after lingering on a
+    // refused one (bounded in bytes and time) so the client reads the answer.
+    drop(pump);
+    match result {
+        Ok(done) => {
+            let code = match done.outcome {
+                Committed::Created => StatusCode::CREATED,
+                Committed::Existing => StatusCode::OK,
+            };
+            let ex = &done.extracted;
+            let preview = preview_path(state, service, &done.id, crate::previews::DEFAULT_TTL)
+                .map(|(path, _)| path);
+            let preview_host = preview
+                .as_ref()
+                .and_then(|_| preview_host(state, service, &done.id));
+            let preview_host_path = preview_host.as_ref().and(preview.as_deref()).map(host_path);
+            json_response(
+                code,
+                &json!({"service": service, "id": done.id, "files": ex.files, "bytes": ex.bytes,
+                        "received": ex.received, "linked": ex.linked,
+                        "generated": ex.generated.len(), "active": done.active,
+                        "preview": preview, "previewHost": preview_host,
+                        "previewHostPath": preview_host_path}),
+            )
         }
-    };
+        Err(error) => workflow_error(error),
+    }
+}
 
-    // From here on, one deploy of this service at a time (across processes too).
-    let guard = match state.locks.lock(&state.layout, service).await {
-        Ok(guard) => guard,
-        Err(e) => {
-            remove_dir(upload_dir).await;
-            return internal(&e);
-        }
-    };
-    let (layout, name, requested, ex) = (
-        state.layout.clone(),
-        service.to_string(),
-        options.id.clone(),
-        extracted.clone(),
-    );
-    let dir = upload_dir.clone();
-    let committed = tokio::task::spawn_blocking(move || {
-        deployments::commit(&layout, &name, &dir, &ex, requested.as_deref(), "upload")
-    })
-    .await
-    .unwrap_or_else(|e| Err(StoreError::Other(anyhow::anyhow!("commit panicked: {e}"))));
-    let (id, outcome) = match committed {
-        Ok(done) => done,
-        Err(error) => {
-            remove_dir(upload_dir).await;
-            state.metrics.record_failure(service);
-            state.events.emit(
-                "deployment.failed",
-                json!({"service": service, "error": error.to_string()}),
-            );
-            return store_error(error);
-        }
-    };
-    if outcome == Committed::Created {
-        state.events.emit(
-            "deployment.deployed",
-            json!({"service": service, "id": id, "files": extracted.files, "bytes": extracted.bytes,
-                   "elapsedMs": started.elapsed().as_millis() as u64}),
-        );
+/// The answer to a failed workflow step: its status and message; a body
+/// left unread (a refused upload) closes the connection instead of being drained.
+pub fn workflow_error(error: workflow::Error) -> Response<Body> {
+    if let workflow::Error::Store(StoreError::Other(e)) = &error {
+        return internal(e);
     }
-    let mut active = false;
-    if options.activate {
-        if let Err(response) = activate_locked(state, service, &id, "deployment.activated").await {
-            return response;
-        }
-        active = true;
+    let code = status(error.status());
+    let closes = (matches!(error, workflow::Error::Ingest(_))
+        && matches!(
+            code,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::BAD_REQUEST | StatusCode::REQUEST_TIMEOUT
+        ))
+        || code == StatusCode::INSUFFICIENT_STORAGE;
+    if closes {
+        error_and_close(code, &error.to_string())
     } else {
-        active |= state.registry.get(service).is_some_and(|d| d.id == id);
+        error_response(code, &error.to_string())
     }
-    state.metrics.record_deploy(service);
-    prune_locked(state, service, config.keep).await;
-    drop(guard);
-    let code = match outcome {
-        Committed::Created => StatusCode::CREATED,
-        Committed::Existing => StatusCode::OK,
-    };
-    json_response(
-        code,
-        &json!({"service": service, "id": id, "files": extracted.files, "bytes": extracted.bytes,
-                "received": extracted.received, "linked": extracted.linked, "active": active}),
-    )
 }
 
 /// Largest manifest body `POST …/deployments/manifest` reads.
@@ -357,89 +322,37 @@ pub async fn missing_content(
     )
 }
 
-/// After extraction, on a blocking thread: completes a differential upload
-/// from the service's content, adds precompressed siblings, and hard-links
-/// every file another deployment already has.
-fn finish_upload(
-    layout: &store::Layout,
-    service: &str,
-    dir: &std::path::Path,
-    mut extracted: Extracted,
-    require_index: bool,
-    precompress_on: bool,
-    precompress_budget: u64,
-) -> Result<Extracted, IngestError> {
-    let content = ContentIndex::of_service(layout, service, Some(dir));
-    let mut filled = 0;
-    if let Some(declared) = extracted.declared.take() {
-        filled = dedup::complete_partial(dir, &extracted.manifest, &declared, &content).map_err(
-            |e| match e {
-                dedup::PartialError::Io { .. } => IngestError::Io(e.to_string()),
-                _ => IngestError::Rejected(e.to_string()),
-            },
-        )?;
-        let mut manifest: Vec<(String, String)> = declared.into_iter().collect();
-        manifest.sort();
-        extracted.bytes = manifest
-            .iter()
-            .map(|(rel, _)| std::fs::metadata(dir.join(rel)).map_or(0, |m| m.len()))
-            .sum();
-        extracted.files = (manifest.len() + extracted.links.len()) as u64;
-        extracted.digest = ingest::tree_digest(&manifest, &extracted.links);
-        extracted.manifest = manifest;
-        if require_index
-            && !extracted.manifest.iter().any(|(p, _)| p == "index.html")
-            && !extracted.links.iter().any(|(p, _)| p == "index.html")
-        {
-            return Err(IngestError::Rejected(
-                "upload has no top-level index.html (send require_index=false to allow that)"
-                    .to_string(),
-            ));
-        }
-    }
-    if precompress_on {
-        let added = precompress::precompress(dir, &extracted.manifest, precompress_budget)
-            .map_err(|e| IngestError::from_io(e, "precompressing"))?;
-        // Siblings join the manifest (their ETags), not the digest (the id).
-        extracted.manifest.extend(added.siblings);
-        extracted.manifest.sort();
-    }
-    let linked = dedup::link_duplicates(dir, &extracted.manifest, &content)
-        .map_err(|e| IngestError::from_io(e, "linking duplicate files"))?;
-    extracted.linked = linked.files + filled;
-    Ok(extracted)
-}
+/// How long a refused upload's remaining body is read and discarded at
+/// most (nginx's `lingering_time` is 30 s).
+const LINGER_TOTAL: Duration = Duration::from_secs(30);
 
-fn failed(state: &AdminState, service: &str, error: IngestError) -> Response<Body> {
-    state.events.emit(
-        "deployment.failed",
-        json!({"service": service, "error": error.to_string()}),
-    );
-    let code = status(error.status());
-    if matches!(
-        code,
-        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::BAD_REQUEST | StatusCode::REQUEST_TIMEOUT
-    ) {
-        // The rest of the body is not read: close instead of draining it.
-        error_and_close(code, &error.to_string())
-    } else {
-        error_response(code, &error.to_string())
-    }
-}
+/// How long the lingering read waits for each further chunk (nginx's
+/// `lingering_timeout` is 5 s).
+const LINGER_IDLE: Duration = Duration::from_secs(5);
 
-async fn remove_dir(dir: std::path::PathBuf) {
-    let _ = tokio::task::spawn_blocking(move || {
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::error!(path = %dir.display(), error = %e, "cannot remove failed upload");
+/// Reads and discards what is left of a refused upload's body — at most
+/// `max_bytes`, for at most [`LINGER_TOTAL`], giving up after
+/// [`LINGER_IDLE`] of silence — so a client still writing can finish and
+/// read the refusal (a 413 or 507) already sent, instead of failing with
+/// "broken pipe" when the server closes on unread data (nginx's lingering
+/// close). Only authenticated uploads reach this.
+pub async fn linger(mut body: Incoming, max_bytes: u64) {
+    let deadline = tokio::time::Instant::now() + LINGER_TOTAL;
+    let mut read: u64 = 0;
+    while read <= max_bytes {
+        let wait = LINGER_IDLE.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        match tokio::time::timeout(wait, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
             }
+            _ => return,
         }
-    })
-    .await;
+    }
 }
 
 /// Reads the request body frame by frame into the channel; stops at the
-/// size limit, on a stalled client, or when the extractor has given up.
+/// size limit, on a stalled client, or when the extractor has given up —
+/// then lingers ([`linger`]) so the client can read the answer.
 async fn pump_body(
     mut body: Incoming,
     sender: mpsc::Sender<io::Result<Bytes>>,
@@ -480,169 +393,243 @@ async fn pump_body(
                     "upload is larger than max_upload_bytes = {limit}"
                 )))))
                 .await;
-            return;
+            drop(sender);
+            return linger(body, limit).await;
         }
         if sender.send(Ok(data)).await.is_err() {
-            return;
+            // The extractor gave up (a refusal): let the client finish.
+            return linger(body, limit).await;
         }
     }
-}
-
-/// Builds the index of `id`, flips `current` to it, publishes it. The
-/// caller holds the service lock. Returns the previous current id.
-async fn activate_locked(
-    state: &AdminState,
-    service: &str,
-    id: &str,
-    event: &str,
-) -> Result<Option<String>, Response<Body>> {
-    let options = IndexOptions::from_config(&state.config.load());
-    let (layout, name, target) = (state.layout.clone(), service.to_string(), id.to_string());
-    let started = Instant::now();
-    let result = tokio::task::spawn_blocking(
-        move || -> Result<(Deployment, Option<String>, u64), StoreError> {
-            let dir = layout.deployment_dir(&name, &target);
-            if !dir.is_dir() {
-                return Err(StoreError::NotFound(format!(
-                    "service {name} has no deployment {target}"
-                )));
-            }
-            let previous = layout.read_current(&name).ok().flatten();
-            let index_started = Instant::now();
-            let deployment = Deployment::build(&name, &target, &dir, options).map_err(|e| {
-                StoreError::Other(
-                    anyhow::Error::new(e).context(format!("cannot index {}", dir.display())),
-                )
-            })?;
-            let index_ms = index_started.elapsed().as_millis() as u64;
-            flip::flip_current(&layout, &name, &target)?;
-            Ok((deployment, previous, index_ms))
-        },
-    )
-    .await
-    .unwrap_or_else(|e| {
-        Err(StoreError::Other(anyhow::anyhow!(
-            "activation panicked: {e}"
-        )))
-    });
-    let (deployment, previous, index_ms) = result.map_err(store_error)?;
-    site::log_skipped(&deployment);
-    state.registry.publish(Arc::new(deployment));
-    state.metrics.record_activation(service);
-    state.events.emit(
-        event,
-        json!({"service": service, "current": id, "previous": previous,
-               "elapsedMs": started.elapsed().as_millis() as u64, "indexMs": index_ms}),
-    );
-    Ok(previous)
-}
-
-async fn prune_locked(state: &AdminState, service: &str, keep: usize) {
-    let (layout, name) = (state.layout.clone(), service.to_string());
-    match tokio::task::spawn_blocking(move || deployments::prune(&layout, &name, keep)).await {
-        Ok(Ok(removed)) => {
-            if !removed.is_empty() {
-                state.metrics.record_prunes(service, removed.len() as u64);
-                state.events.emit(
-                    "deployment.retain.pruned",
-                    json!({"service": service, "removed": removed, "keep": keep}),
-                );
-            }
-        }
-        Ok(Err(e)) => tracing::error!(service, error = format!("{e:#}"), "retention failed"),
-        Err(e) => tracing::error!(service, error = %e, "retention panicked"),
-    }
-}
-
-/// Refuses an invalid deployment id, then takes the service lock.
-async fn checked_id_and_lock(
-    state: &AdminState,
-    service: &str,
-    id: &str,
-) -> Result<store::lock::ServiceGuard, Response<Body>> {
-    if !store::is_valid_name(id) || id == store::CURRENT {
-        return Err(error_response(
-            StatusCode::BAD_REQUEST,
-            &format!("invalid deployment id {id:?}"),
-        ));
-    }
-    state
-        .locks
-        .lock(&state.layout, service)
-        .await
-        .map_err(|e| internal(&e))
 }
 
 /// `POST /services/{service}/activate`
-pub async fn activate(state: &AdminState, service: &str, id: &str, event: &str) -> Response<Body> {
-    let _guard = match checked_id_and_lock(state, service, id).await {
-        Ok(guard) => guard,
-        Err(response) => return response,
-    };
-    match activate_locked(state, service, id, event).await {
-        Ok(previous) => json_response(
-            StatusCode::OK,
-            &json!({"service": service, "current": id, "previous": previous}),
-        ),
-        Err(response) => response,
-    }
+pub async fn activate(
+    state: &AdminState,
+    service: &str,
+    id: &str,
+    why: workflow::Why,
+    actor: &str,
+) -> Response<Body> {
+    activated(
+        service,
+        state.workflow().activate(service, id, why, actor).await,
+    )
 }
 
 /// `POST /services/{service}/rollback`: to the deployment created before the current one.
-pub async fn rollback(state: &AdminState, service: &str) -> Response<Body> {
-    let _guard = match state.locks.lock(&state.layout, service).await {
-        Ok(guard) => guard,
-        Err(e) => return internal(&e),
+pub async fn rollback(state: &AdminState, service: &str, actor: &str) -> Response<Body> {
+    activated(service, state.workflow().rollback(service, actor).await)
+}
+
+/// `GET /services/{service}/activations[?at=<RFC 3339>]`: the activation
+/// log, oldest first, or what was live at one time.
+pub async fn activations(state: &AdminState, service: &str, query: Option<&str>) -> Response<Body> {
+    let mut at = None;
+    let pairs = match super::query::parse(query) {
+        Ok(pairs) => pairs,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
     };
+    for (key, value) in pairs {
+        match key.as_str() {
+            "at" => match super::rfc3339::parse(&value) {
+                Ok(time) => at = Some(time),
+                Err(e) => {
+                    return error_response(StatusCode::BAD_REQUEST, &format!("at: {e}"));
+                }
+            },
+            other => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    &format!("unknown query parameter {other:?} (known: at)"),
+                )
+            }
+        }
+    }
     let (layout, name) = (state.layout.clone(), service.to_string());
-    let list = match tokio::task::spawn_blocking(move || deployments::list(&layout, &name)).await {
-        Ok(Ok(list)) => list,
+    let result = tokio::task::spawn_blocking(move || {
+        if !layout.service_dir(&name).is_dir() {
+            return Ok(None);
+        }
+        store::activations::read(&layout, &name).map(Some)
+    })
+    .await;
+    let log = match result {
+        Ok(Ok(Some(log))) => log,
+        Ok(Ok(None)) => {
+            return error_response(StatusCode::NOT_FOUND, &format!("no service {service}"))
+        }
         Ok(Err(e)) => return internal(&e),
         Err(e) => return internal(&anyhow::anyhow!("{e}")),
     };
-    let Some(position) = list.iter().position(|d| d.active) else {
-        return error_response(
-            StatusCode::CONFLICT,
-            &format!("service {service} has no active deployment to roll back from"),
-        );
-    };
-    let Some(older) = list.get(position + 1) else {
-        return error_response(
-            StatusCode::CONFLICT,
-            &format!(
-                "service {service} has no deployment older than {}",
-                list[position].id
-            ),
-        );
-    };
-    match activate_locked(state, service, &older.id, "deployment.rollback").await {
-        Ok(previous) => json_response(
+    match at {
+        None => json_response(
             StatusCode::OK,
-            &json!({"service": service, "current": older.id, "previous": previous}),
+            &json!({"service": service, "activations": log}),
         ),
-        Err(response) => response,
+        Some(time) => {
+            let entry = store::activations::live_at(&log, time);
+            json_response(
+                StatusCode::OK,
+                &json!({"service": service, "at": crate::store::deployments::rfc3339(time),
+                        "live": entry.map(|e| e.to.clone()), "since": entry.map(|e| e.when.clone()),
+                        "activation": entry}),
+            )
+        }
+    }
+}
+
+fn activated(
+    service: &str,
+    result: Result<workflow::Activated, workflow::Error>,
+) -> Response<Body> {
+    match result {
+        Ok(done) => json_response(
+            StatusCode::OK,
+            &json!({"service": service, "current": done.current, "previous": done.previous}),
+        ),
+        Err(error) => workflow_error(error),
     }
 }
 
 /// `DELETE /services/{service}/deployments/{id}`
 pub async fn delete(state: &AdminState, service: &str, id: &str) -> Response<Body> {
-    let _guard = match checked_id_and_lock(state, service, id).await {
-        Ok(guard) => guard,
-        Err(response) => return response,
-    };
-    let (layout, name, target) = (state.layout.clone(), service.to_string(), id.to_string());
-    match tokio::task::spawn_blocking(move || deployments::delete(&layout, &name, &target)).await {
-        Ok(Ok(())) => {
-            state.events.emit(
-                "deployment.retain.pruned",
-                json!({"service": service, "removed": [id], "reason": "deleted"}),
-            );
-            Response::builder()
-                .status(StatusCode::NO_CONTENT)
-                .body(crate::serve::body::empty())
-                .unwrap_or_else(|_| Response::new(crate::serve::body::empty()))
+    match state.workflow().delete(service, id).await {
+        Ok(()) => Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(crate::serve::body::empty())
+            .unwrap_or_else(|_| Response::new(crate::serve::body::empty())),
+        Err(error) => workflow_error(error),
+    }
+}
+
+/// `PUT|DELETE /services/{service}/deployments/{id}/pin`
+pub async fn pin(
+    state: &AdminState,
+    service: &str,
+    id: &str,
+    pinned: bool,
+    actor: &str,
+) -> Response<Body> {
+    match state.workflow().pin(service, id, pinned, actor).await {
+        Ok(pinned) => json_response(
+            StatusCode::OK,
+            &json!({"service": service, "id": id, "pinned": pinned}),
+        ),
+        Err(error) => workflow_error(error),
+    }
+}
+
+/// The path of a preview of `service@id` readers can open: signed (valid
+/// for `ttl`) when previews are signed, plain when public, `None` when off.
+pub fn preview_path(
+    state: &AdminState,
+    service: &str,
+    id: &str,
+    ttl: Duration,
+) -> Option<(String, Option<u64>)> {
+    use crate::previews::Mode;
+    match state.config.load().preview_mode() {
+        Mode::Off => None,
+        Mode::Public => Some((format!("/s/{service}@{id}/"), None)),
+        Mode::Signed => {
+            let (path, expires) = state.preview_key.signed_path(service, id, ttl);
+            Some((path, Some(expires)))
         }
-        Ok(Err(e)) => store_error(e),
-        Err(e) => internal(&anyhow::anyhow!("{e}")),
+    }
+}
+
+/// The host of the preview of `service@id` under host routing
+/// (`<id>--<service>.<host_suffix>`, [`crate::serve::host_routing`]), when a
+/// host suffix is configured, previews are on, and the pair has a
+/// subdomain form; its path there is `/` plus the query of
+/// [`preview_path`]'s path.
+pub fn preview_host(state: &AdminState, service: &str, id: &str) -> Option<String> {
+    let config = state.config.load();
+    if config.preview_mode() == crate::previews::Mode::Off {
+        return None;
+    }
+    crate::serve::host_routing::preview_host(config.host_suffix.as_deref()?, service, id)
+}
+
+/// The path of a preview on its own host: `/`, with the signature of
+/// `path` (a [`preview_path`]) when it has one.
+pub fn host_path(path: &str) -> String {
+    match path.split_once('?') {
+        Some((_, query)) => format!("/?{query}"),
+        None => "/".to_string(),
+    }
+}
+
+/// The answer refusing a preview link of `service@id` before its body is
+/// read: 400 for an invalid id, 404 when the deployment does not exist.
+pub fn preview_target_refusal(
+    state: &AdminState,
+    service: &str,
+    id: &str,
+) -> Option<Response<Body>> {
+    if !store::is_valid_name(id) || id == store::CURRENT {
+        return Some(error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid deployment id {id:?}"),
+        ));
+    }
+    if !state.layout.deployment_dir(service, id).is_dir() {
+        return Some(error_response(
+            StatusCode::NOT_FOUND,
+            &format!("service {service} has no deployment {id}"),
+        ));
+    }
+    None
+}
+
+/// `POST /services/{service}/deployments/{id}/preview` with an optional
+/// `{"ttl": "7d"}`: a preview link to hand to a reviewer.
+pub async fn preview_link(
+    state: &AdminState,
+    service: &str,
+    id: &str,
+    body: &serde_json::Value,
+) -> Response<Body> {
+    if let Some(refusal) = preview_target_refusal(state, service, id) {
+        return refusal;
+    }
+    if !body.is_object() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "body must be a JSON object like {\"ttl\": \"7d\"} (or empty)",
+        );
+    }
+    let ttl = match body.get("ttl") {
+        None | Some(serde_json::Value::Null) => crate::previews::DEFAULT_TTL,
+        Some(serde_json::Value::String(text)) => match humantime::parse_duration(text) {
+            Ok(ttl) if ttl <= crate::previews::MAX_TTL && !ttl.is_zero() => ttl,
+            _ => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    &format!("ttl {text:?}: expected a duration like 7d or 12h, at most 366d"),
+                )
+            }
+        },
+        Some(_) => {
+            return error_response(StatusCode::BAD_REQUEST, "ttl must be a string like \"7d\"")
+        }
+    };
+    match preview_path(state, service, id, ttl) {
+        None => error_response(
+            StatusCode::CONFLICT,
+            "previews are off (previews = \"off\")",
+        ),
+        Some((path, expires)) => {
+            let host = preview_host(state, service, id);
+            let host_path = host.as_ref().map(|_| host_path(&path));
+            json_response(
+                StatusCode::OK,
+                &json!({"service": service, "id": id, "path": path,
+                        "host": host, "hostPath": host_path,
+                        "expiresAt": expires.map(|e| crate::store::deployments::rfc3339(
+                            std::time::UNIX_EPOCH + Duration::from_secs(e)))}),
+            )
+        }
     }
 }

@@ -25,6 +25,8 @@ struct RequestCounters {
     requests: BTreeMap<String, BTreeMap<u16, u64>>,
     response_bytes: BTreeMap<String, u64>,
     skew_served: BTreeMap<String, u64>,
+    /// Of `requests`, those the HTTP/1.1 fast path answered (`serve::fast`).
+    fast_path: u64,
 }
 
 /// One shard on its own cache lines, so two workers' updates don't share one.
@@ -100,13 +102,46 @@ impl Metrics {
             for (service, n) in &shard.skew_served {
                 add(&mut total.skew_served, service, *n);
             }
+            total.fast_path += shard.fast_path;
         }
         total
     }
 
+    /// Running totals per service (not "-"): requests, 4xx and 5xx
+    /// answers, for [`super::traffic`]. Sums the shards as a scrape does.
+    pub fn request_classes(&self) -> BTreeMap<String, super::traffic::Sample> {
+        self.request_totals()
+            .requests
+            .into_iter()
+            .filter(|(service, _)| service != "-")
+            .map(|(service, statuses)| {
+                let mut sample = super::traffic::Sample::default();
+                for (status, n) in statuses {
+                    sample.requests += n;
+                    match status {
+                        400..=499 => sample.client_errors += n,
+                        500..=599 => sample.server_errors += n,
+                        _ => {}
+                    }
+                }
+                (service, sample)
+            })
+            .collect()
+    }
+
     /// One public request (`service` is "-" when none answered).
     pub fn record_request(&self, service: &str, status: u16, bytes: u64) {
+        self.count_request(service, status, bytes, false);
+    }
+
+    /// [`Metrics::record_request`] for an answer of the fast path.
+    pub fn record_fast_request(&self, service: &str, status: u16, bytes: u64) {
+        self.count_request(service, status, bytes, true);
+    }
+
+    fn count_request(&self, service: &str, status: u16, bytes: u64, fast: bool) {
         self.with_shard(|c| {
+            c.fast_path += u64::from(fast);
             match c.requests.get_mut(service) {
                 Some(statuses) => *statuses.entry(status).or_default() += 1,
                 None => {
@@ -168,6 +203,13 @@ impl Metrics {
                 "Response body bytes sent.",
                 &r.response_bytes,
             );
+            family(
+                &mut out,
+                "project_http_fast_path_responses_total",
+                "counter",
+                "Of the public requests, those answered by the HTTP/1.1 fast path.",
+            );
+            let _ = writeln!(out, "project_http_fast_path_responses_total {}", r.fast_path);
             per_service(
                 &mut out,
                 "project_http_deploys_total",

@@ -1,11 +1,12 @@
 //! The deployer's side of the admin API: `deploy`, `rollback`, `list`.
 //!
 //! `deploy` streams: a directory is tarred (and gzipped) on the fly into a
-//! pipe that the HTTP request reads from, a `.tar`/`.tar.gz`/`.tar.zst` file
-//! is sent as is. Nothing is buffered whole, on either side. Connection
+//! pipe that the HTTP request reads from, a `.tar`/`.tar.gz`/`.tar.zst` or
+//! `.zip` file is sent as is (the server detects the format by magic bytes). Nothing is buffered whole, on either side. Connection
 //! errors, 429 and 5xx answers are retried with exponential backoff (the
 //! source is re-read from the start each time).
 
+pub mod provenance;
 pub mod verify;
 
 use std::io::{IsTerminal, Read};
@@ -36,6 +37,8 @@ pub struct DeployRequest<'a> {
     pub progress: bool,
     /// For directories: send only what the server lacks.
     pub differential: bool,
+    /// Message, commit, labels sent with the upload.
+    pub provenance: provenance::Provenance,
 }
 
 enum Differential {
@@ -85,7 +88,7 @@ impl AdminClient {
                 Err(Failure::Local(e)) => return Err(e),
                 Err(Failure::Http(e)) => match *e {
                     ureq::Error::Status(status, response) => {
-                        let error = api_error(status, response);
+                        let error = self.in_cli_terms(api_error(status, response));
                         // 507 (disk full) will not heal by retrying.
                         let transient = status == 429 || (status >= 500 && status != 507);
                         if !transient || last {
@@ -93,8 +96,17 @@ impl AdminClient {
                         }
                         error.to_string()
                     }
-                    ureq::Error::Transport(e) if last => {
-                        return Err(anyhow!("{e}")).context(format!(
+                    // Nothing listens on a loopback admin: the server is
+                    // not running, which retrying will not change.
+                    ureq::Error::Transport(e)
+                        if last || (attempt == 1 && self.refused_on_loopback(&e)) =>
+                    {
+                        // ureq's own text names the request's URL, an
+                        // internal step (`…/deployments/manifest`): say
+                        // what failed, not where.
+                        let cause = std::error::Error::source(&e)
+                            .map_or_else(|| e.kind().to_string(), |c| format!("{}: {c}", e.kind()));
+                        return Err(anyhow!("{cause}")).context(format!(
                             "{what} failed: cannot reach the admin API at {} (is `project-http serve` running, and is --admin right?)",
                             self.base
                         ));
@@ -107,6 +119,66 @@ impl AdminClient {
             backoff *= 2;
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// A server error in this command's terms: the flags and environment
+    /// variables a user of the CLI has, not the HTTP request behind them.
+    fn in_cli_terms(&self, error: ApiError) -> ApiError {
+        let message = match error.status {
+            401 if self.token.is_none() => format!(
+                "the admin API at {} wants a token: pass --token <TOKEN> or set PROJECT_HTTP_ADMIN_TOKEN (the token the server was started with)",
+                self.base
+            ),
+            // The server knows why: say it (expired, revoked) in CLI terms.
+            401 if error.message.contains("expired") || error.message.contains("revoked") => {
+                format!(
+                    "the admin API at {} refused the token given (--token or PROJECT_HTTP_ADMIN_TOKEN): {}",
+                    self.base,
+                    error
+                        .message
+                        .replace("project-http token create", "`project-http token create`")
+                )
+            }
+            401 => format!(
+                "the admin API at {} refused the token given (--token or PROJECT_HTTP_ADMIN_TOKEN): it is not the server's admin token",
+                self.base
+            ),
+            _ => error
+                .message
+                .replace(
+                    "(send require_index=false to allow that)",
+                    "(pass --no-require-index to allow that)",
+                )
+                .replace("require_index=false", "--no-require-index"),
+        };
+        ApiError {
+            status: error.status,
+            message,
+        }
+    }
+
+    /// Whether `error` is "connection refused" from an admin URL on a
+    /// loopback host (nothing is listening there).
+    fn refused_on_loopback(&self, error: &ureq::Transport) -> bool {
+        let host = self
+            .base
+            .split_once("://")
+            .map_or(self.base.as_str(), |(_, rest)| rest);
+        let host = crate::host::without_port(host.split('/').next().unwrap_or(host));
+        let loopback = host == "localhost"
+            || host
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let mut source: Option<&(dyn std::error::Error + 'static)> =
+            std::error::Error::source(error);
+        while let Some(e) = source {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                return loopback && io.kind() == std::io::ErrorKind::ConnectionRefused;
+            }
+            source = e.source();
+        }
+        false
     }
 
     /// Deploys a directory or an archive. A directory goes as a
@@ -142,6 +214,7 @@ impl AdminClient {
             query.push("require_index=false".to_string());
         }
         query.extend(extra.map(str::to_string));
+        query.extend(request.provenance.query());
         format!(
             "/services/{}/deployments{}{}",
             request.service,
@@ -158,7 +231,7 @@ impl AdminClient {
             .map(|(rel, digest)| (rel.clone(), Value::String(digest.clone())))
             .collect();
         let body = Value::Object(manifest).to_string();
-        let asked = self.with_retries("deploy (manifest)", || {
+        let asked = self.with_retries("deploy", || {
             Ok(self
                 .request(
                     "POST",
@@ -238,9 +311,18 @@ impl AdminClient {
             } else {
                 reader
             };
+            let zip = !meta.is_dir()
+                && source
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
+            let content_type = if zip {
+                "application/zip"
+            } else {
+                "application/x-tar"
+            };
             let mut http = self
                 .request("POST", &path)
-                .set("Content-Type", "application/x-tar");
+                .set("Content-Type", content_type);
             if !meta.is_dir() {
                 http = http.set("Content-Length", &total.to_string());
             }
@@ -275,6 +357,67 @@ impl AdminClient {
         })
     }
 
+    /// Pins (`PUT …/pin`) or unpins (`DELETE …/pin`) a deployment.
+    pub fn pin(&self, service: &str, id: &str, pinned: bool) -> Result<Value> {
+        let method = if pinned { "PUT" } else { "DELETE" };
+        self.with_retries(if pinned { "pin" } else { "unpin" }, || {
+            Ok(self
+                .request(method, &format!("/services/{service}/deployments/{id}/pin"))
+                .call()?)
+        })
+    }
+
+    /// `POST /services/{service}/deployments/{id}/preview`: a preview
+    /// path (signed when the server signs previews) valid for `ttl` ("7d").
+    pub fn preview_link(&self, service: &str, id: &str, ttl: Option<&str>) -> Result<Value> {
+        self.with_retries("preview link", || {
+            Ok(self
+                .request(
+                    "POST",
+                    &format!("/services/{service}/deployments/{id}/preview"),
+                )
+                .set("Content-Type", "application/json")
+                .send_string(&serde_json::json!({ "ttl": ttl }).to_string())?)
+        })
+    }
+
+    /// `GET /tokens`.
+    pub fn tokens(&self) -> Result<Value> {
+        self.with_retries("listing tokens", || {
+            Ok(self.request("GET", "/tokens").call()?)
+        })
+    }
+
+    /// `POST /tokens`: the answer carries the new token, shown once.
+    pub fn create_token(&self, body: &Value) -> Result<Value> {
+        self.with_retries("creating a token", || {
+            Ok(self
+                .request("POST", "/tokens")
+                .set("Content-Type", "application/json")
+                .send_string(&body.to_string())?)
+        })
+    }
+
+    /// `DELETE /tokens/{name}`.
+    pub fn revoke_token(&self, name: &str) -> Result<Value> {
+        self.with_retries("revoking a token", || {
+            Ok(self.request("DELETE", &format!("/tokens/{name}")).call()?)
+        })
+    }
+
+    /// Activates `id` again after a verified deploy failed its check
+    /// (recorded as `verify-rollback` in the activation log).
+    pub fn activate_after_failed_verify(&self, service: &str, id: &str) -> Result<Value> {
+        self.with_retries("activate", || {
+            Ok(self
+                .request("POST", &format!("/services/{service}/activate"))
+                .set("Content-Type", "application/json")
+                .send_string(
+                    &serde_json::json!({ "id": id, "reason": "verify-rollback" }).to_string(),
+                )?)
+        })
+    }
+
     /// Uploads a stream that cannot be replayed (so it is not retried).
     /// `query` is the upload's query string without `?`.
     pub fn upload_stream(
@@ -290,7 +433,7 @@ impl AdminClient {
         match response {
             Ok(response) => parse_json(response),
             Err(ureq::Error::Status(status, response)) => {
-                Err(anyhow!(api_error(status, response))
+                Err(anyhow!(self.in_cli_terms(api_error(status, response)))
                     .context(format!("upload to {service} failed")))
             }
             Err(e) => Err(anyhow!("{e}")).context(format!("upload to {service} failed")),
@@ -492,6 +635,34 @@ pub fn healthcheck(url: &str, timeout: Duration) -> Result<()> {
         Err(ureq::Error::Status(status, _)) => bail!("answered {status}"),
         Err(e) => Err(anyhow!("{e}")),
     }
+}
+
+/// The one-line summary `deploy` prints from the upload's answer. Counts
+/// are of the files the user uploaded: `files` in the tree, `received` of
+/// them sent in this upload (fewer in a differential deploy), `linked`
+/// stored once with identical files of earlier deployments; precompressed
+/// siblings the server generated are reported apart.
+pub fn summary(service: &str, id: &str, answer: &Value) -> String {
+    let count = |key: &str| answer[key].as_u64().unwrap_or(0);
+    let mut line = format!(
+        "deployed {service} as {id}: {} files, {} bytes ({} sent, {} stored once with earlier deployments)",
+        count("files"),
+        count("bytes"),
+        count("received"),
+        count("linked"),
+    );
+    if count("generated") > 0 {
+        line.push_str(&format!(
+            "; {} compressed variants (.br/.gz) generated",
+            count("generated")
+        ));
+    }
+    line.push_str(if answer["active"] == true {
+        "; active"
+    } else {
+        "; not active"
+    });
+    line
 }
 
 /// Fails unless `value` has a string field `key`.

@@ -55,14 +55,35 @@ pub fn verify_or_roll_back(
     let (failed, total) = (mismatches.len(), plan.paths.len());
     match previous {
         Some(prev) if prev != deployed => {
-            admin.activate(service, prev).with_context(|| {
-                format!("verification of {deployed} failed and rolling back to {prev} failed too")
-            })?;
+            admin
+                .activate_after_failed_verify(service, prev)
+                .with_context(|| {
+                    format!(
+                        "verification of {deployed} failed and rolling back to {prev} failed too"
+                    )
+                })?;
+            // Signed when the server signs previews.
+            let answer = admin.preview_link(service, deployed, None).ok();
+            let field = |name: &str| {
+                answer
+                    .as_ref()
+                    .and_then(|v| v[name].as_str().map(str::to_string))
+            };
+            // On its own host under host routing, else the path form.
+            let url = match (field("host"), field("hostPath")) {
+                (Some(host), Some(path)) => {
+                    format!("{}{path}", crate::host::with_host(&plan.public, &host))
+                }
+                _ => format!(
+                    "{}{}",
+                    plan.public.trim_end_matches('/'),
+                    field("path").unwrap_or_else(|| format!("/s/{service}@{deployed}/"))
+                ),
+            };
             anyhow::bail!(
                 "deployment {deployed} failed verification ({failed} of {total} paths) and was \
                  rolled back: {service} is serving {prev} again. {deployed} is kept for \
-                 inspection at {}/s/{service}@{deployed}/",
-                plan.public
+                 inspection at {url}"
             )
         }
         _ => anyhow::bail!(
@@ -83,7 +104,7 @@ pub fn default_public_url(admin: &str) -> String {
 }
 
 /// Reads the expected bytes of `paths` from the deploy source: files of a
-/// directory, or entries of a `.tar`, `.tar.gz` or `.tar.zst` archive.
+/// directory, or entries of a `.tar`, `.tar.gz`, `.tar.zst` or `.zip` archive.
 /// A path the source does not have is expected to be there anyway (it is
 /// reported as missing from the source).
 pub fn expected_bytes(
@@ -104,6 +125,76 @@ pub fn expected_bytes(
         }
         return Ok(out);
     }
+    if is_zip_file(source)? {
+        let reader = std::fs::File::open(source)
+            .with_context(|| format!("cannot open {}", source.display()))?;
+        let mut archive = zip::ZipArchive::new(reader).context("cannot read the zip archive")?;
+        for (path, slot) in out.iter_mut() {
+            let index = (0..archive.len()).find(|&i| {
+                archive.name_for_index(i).is_some_and(|name| {
+                    crate::store::ingest::normal_components(name.as_bytes())
+                        .is_ok_and(|c| c.join("/") == *path)
+                })
+            });
+            if let Some(i) = index {
+                let mut entry = archive.by_index(i).context("cannot read the zip archive")?;
+                if entry.is_file() {
+                    let mut data = Vec::new();
+                    entry.read_to_end(&mut data)?;
+                    *slot = Some(data);
+                }
+            }
+        }
+        return Ok(out);
+    }
+    // A path under a directory symlink (`latest/app.js` with `latest ->
+    // v2`) is read from the entry it leads to.
+    let links = archive_links(source)?;
+    let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for path in paths {
+        wanted
+            .entry(through_links(path, &links))
+            .or_default()
+            .push(path.clone());
+    }
+    let mut archive = tar::Archive::new(open_archive(source)?);
+    for entry in archive.entries().context("cannot read the archive")? {
+        let mut entry = entry.context("cannot read the archive")?;
+        let raw = entry.path_bytes().into_owned();
+        let Ok(components) = crate::store::ingest::normal_components(&raw) else {
+            continue;
+        };
+        let rel = components.join("/");
+        if let Some(requested) = wanted.get(&rel) {
+            if entry.header().entry_type().is_file() {
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data)?;
+                for path in requested {
+                    out.insert(path.clone(), Some(data.clone()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `source` starts with a zip signature (store::zip_ingest::is_zip).
+fn is_zip_file(source: &Path) -> Result<bool> {
+    let mut head = [0u8; 4];
+    let mut file =
+        std::fs::File::open(source).with_context(|| format!("cannot open {}", source.display()))?;
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..])? {
+            0 => break,
+            read => n += read,
+        }
+    }
+    Ok(crate::store::zip_ingest::is_zip(&head[..n]))
+}
+
+/// The archive's bytes, decompressed (gzip and zstd by their magic).
+fn open_archive(source: &Path) -> Result<Box<dyn Read>> {
     let file =
         std::fs::File::open(source).with_context(|| format!("cannot open {}", source.display()))?;
     let mut head = [0u8; 4];
@@ -115,34 +206,159 @@ pub fn expected_bytes(
         head[..n].copy_from_slice(&buf[..n]);
         n
     };
-    let decoded: Box<dyn Read> = if n >= 2 && head[..2] == [0x1f, 0x8b] {
+    Ok(if n >= 2 && head[..2] == [0x1f, 0x8b] {
         Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else if n == 4 && head == [0x28, 0xb5, 0x2f, 0xfd] {
         Box::new(zstd::stream::read::Decoder::new(reader)?)
     } else {
         Box::new(reader)
-    };
-    let wanted: BTreeSet<String> = paths.iter().cloned().collect();
-    let mut archive = tar::Archive::new(decoded);
+    })
+}
+
+/// An archive's symlinks as (link path, target resolved from the link's
+/// directory), and its regular files, sorted.
+type ArchiveTree = (Vec<(String, String)>, BTreeSet<String>);
+
+fn archive_tree(source: &Path) -> Result<ArchiveTree> {
+    let mut links = Vec::new();
+    let mut files = BTreeSet::new();
+    let mut archive = tar::Archive::new(open_archive(source)?);
     for entry in archive.entries().context("cannot read the archive")? {
-        let mut entry = entry.context("cannot read the archive")?;
+        let entry = entry.context("cannot read the archive")?;
         let raw = entry.path_bytes().into_owned();
         let Ok(components) = crate::store::ingest::normal_components(&raw) else {
             continue;
         };
-        let rel = components.join("/");
-        if wanted.contains(&rel) && entry.header().entry_type().is_file() {
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data)?;
-            out.insert(rel, Some(data));
+        let kind = entry.header().entry_type();
+        if kind.is_file() {
+            files.insert(components.join("/"));
+        } else if kind.is_symlink() {
+            let target = entry
+                .link_name_bytes()
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+                .unwrap_or_default();
+            let mut resolved: Vec<&str> = components[..components.len().saturating_sub(1)]
+                .iter()
+                .map(String::as_str)
+                .collect();
+            for part in target.split('/') {
+                match part {
+                    "" | "." => {}
+                    ".." => {
+                        resolved.pop();
+                    }
+                    name => resolved.push(name),
+                }
+            }
+            links.push((components.join("/"), resolved.join("/")));
         }
     }
-    Ok(out)
+    Ok((links, files))
 }
 
+fn archive_links(source: &Path) -> Result<Vec<(String, String)>> {
+    Ok(archive_tree(source)?.0)
+}
+
+/// `path` with a leading directory symlink replaced by its target.
+fn through_links(path: &str, links: &[(String, String)]) -> String {
+    for (link, target) in links {
+        if let Some(rest) = path
+            .strip_prefix(link.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            return format!("{target}/{rest}");
+        }
+    }
+    path.to_string()
+}
+
+/// Most directory symlinks whose files [`paths_through_directory_links`] adds.
+const MAX_LINKED_SAMPLES: usize = 16;
+
+/// One file under each directory symlink of `source`, a directory or an
+/// archive (the first regular, non-hidden file by name directly inside the
+/// link): a tree like `latest -> v2` is only served right if
+/// `/latest/<file>` is, so the verification fetches it through the link.
+pub fn paths_through_directory_links(source: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    if source.is_file() {
+        let Ok((links, files)) = archive_tree(source) else {
+            return found;
+        };
+        for (link, target) in links.iter().take(MAX_LINKED_SAMPLES) {
+            let prefix = format!("{target}/");
+            let first = files.iter().find(|f| {
+                f.strip_prefix(&prefix)
+                    .is_some_and(|rest| !rest.contains('/') && !rest.starts_with('.'))
+            });
+            if let Some(file) = first {
+                found.push(format!("{link}/{}", &file[prefix.len()..]));
+            }
+        }
+        return found;
+    }
+    if !source.is_dir() {
+        return found;
+    }
+    let mut stack = vec![(source.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let rel = format!("{prefix}{name}");
+            if kind.is_dir() {
+                stack.push((entry.path(), format!("{rel}/")));
+            } else if kind.is_symlink() && entry.path().is_dir() {
+                let Ok(inside) = std::fs::read_dir(entry.path()) else {
+                    continue;
+                };
+                let mut files: Vec<String> = inside
+                    .flatten()
+                    .filter(|e| e.path().is_file())
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .filter(|n| !n.starts_with('.'))
+                    .collect();
+                files.sort();
+                if let Some(first) = files.first() {
+                    found.push(format!("{rel}/{first}"));
+                    if found.len() >= MAX_LINKED_SAMPLES {
+                        return found;
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// How long after the flip a stale answer (the previous bytes, or a 404 for
+/// a new file) is taken for a replica that has not seen the flip yet and
+/// asked again. Replicas sharing a volume see a flip within about 0.5 s
+/// (docs/RELIABILITY.md, swarm flips); a public URL that load-balances
+/// over them (the Swarm service, Traefik) may answer from any of them.
+pub const PROPAGATION_GRACE: Duration = Duration::from_secs(3);
+
 /// Fetches every path through the public port and compares. Connection
-/// errors and 5xx are retried until the path's timeout.
+/// errors and 5xx are retried until the path's timeout; other bytes than
+/// uploaded and 4xx only for [`PROPAGATION_GRACE`] after the check began
+/// (never past the path's timeout), so a replica still serving the
+/// previous deployment is not mistaken for a failed deploy, while a real
+/// mismatch on a single server costs at most that long.
 pub fn check(plan: &VerifyPlan, expected: &BTreeMap<String, Option<Vec<u8>>>) -> Vec<Mismatch> {
+    let grace_until = Instant::now() + PROPAGATION_GRACE.min(plan.timeout);
     let agent = ureq::AgentBuilder::new()
         .timeout(plan.timeout.min(Duration::from_secs(10)))
         .build();
@@ -175,13 +391,17 @@ pub fn check(plan: &VerifyPlan, expected: &BTreeMap<String, Option<Vec<u8>>>) ->
                                 body.len(),
                                 want.len()
                             ),
-                            false,
+                            Instant::now() < grace_until,
                         )),
                         Err(e) => Some((format!("reading the body failed: {e}"), true)),
                     }
                 }
                 Err(ureq::Error::Status(status, _)) => {
-                    Some((format!("answered {status}, expected 200"), status >= 500))
+                    let stale = (400..500).contains(&status) && Instant::now() < grace_until;
+                    Some((
+                        format!("answered {status}, expected 200"),
+                        status >= 500 || stale,
+                    ))
                 }
                 Err(e) => Some((format!("cannot fetch {url}: {e}"), true)),
             };
@@ -207,6 +427,51 @@ pub fn check(plan: &VerifyPlan, expected: &BTreeMap<String, Option<Vec<u8>>>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_under_each_directory_symlink_is_verified() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path();
+        std::fs::create_dir_all(src.join("v2/sub")).unwrap();
+        std::fs::create_dir_all(src.join("docs")).unwrap();
+        std::fs::write(src.join("index.html"), "x").unwrap();
+        std::fs::write(src.join("v2/b.js"), "b").unwrap();
+        std::fs::write(src.join("v2/a.js"), "a").unwrap();
+        std::fs::write(src.join("v2/.hidden"), "h").unwrap();
+        std::os::unix::fs::symlink("v2", src.join("latest")).unwrap();
+        std::os::unix::fs::symlink("../v2", src.join("docs/current")).unwrap();
+        std::os::unix::fs::symlink("index.html", src.join("alias.html")).unwrap();
+        let mut paths = paths_through_directory_links(src);
+        paths.sort();
+        assert_eq!(paths, ["docs/current/a.js", "latest/a.js"]);
+        assert!(paths_through_directory_links(&src.join("index.html")).is_empty());
+    }
+
+    #[test]
+    fn an_archive_is_verified_through_its_directory_symlinks_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, data) in [("index.html", "x"), ("v2/b.js", "b"), ("v2/a.js", "a")] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            builder
+                .append_data(&mut header, path, data.as_bytes())
+                .unwrap();
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        builder
+            .append_link(&mut header, "site/latest", "../v2")
+            .unwrap();
+        let archive = tmp.path().join("site.tar");
+        std::fs::write(&archive, builder.into_inner().unwrap()).unwrap();
+        let paths = paths_through_directory_links(&archive);
+        assert_eq!(paths, ["site/latest/a.js"]);
+        let expected = expected_bytes(&archive, &paths).unwrap();
+        assert_eq!(expected["site/latest/a.js"].as_deref(), Some(&b"a"[..]));
+    }
 
     #[test]
     fn public_url_follows_the_admin_host() {

@@ -28,9 +28,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{
-    admin_endpoint, find_container, public_endpoint, Project, MANAGED_LABEL, PROJECT_LABEL,
-};
+use super::{admin_endpoint, public_endpoint, Project, MANAGED_LABEL, PROJECT_LABEL};
 use crate::client::AdminClient;
 
 const NGINX_LABEL: &str = "deployer.nginx.static";
@@ -74,15 +72,7 @@ pub struct MigrateReport {
 
 pub async fn migrate(docker: &Docker, options: &MigrateOptions) -> Result<MigrateReport> {
     let project = &options.project;
-    let server = find_container(docker, &project.container())
-        .await?
-        .with_context(|| {
-            format!(
-                "no project container {}: run `project-http ensure --project {} --host <HOST>` first",
-                project.container(),
-                project.id
-            )
-        })?;
+    let server = super::project_server(docker, project).await?;
     let (admin_url, token) = admin_endpoint(&server)?;
     let public_url = public_endpoint(&server)?;
     let admin = std::sync::Arc::new(AdminClient::new(&admin_url, token));

@@ -1,16 +1,22 @@
 //! Running project-http for a project on a Docker engine (bollard):
 //! [`ensure`] creates or repairs the `project-http-<id>` container, its
 //! volume and network; [`status`] reports on it; [`migrate`] moves the
-//! sites of old per-deployment nginx containers into it.
+//! sites of old per-deployment nginx containers into it. [`swarm`] runs the
+//! project as a Docker Swarm service with replicas instead. [`labels`]
+//! writes the Traefik routing both use; [`logs`] bounds the container's logs.
 //!
 //! Everything is named from the project id, and everything created carries
 //! `deployer.managed=true` and `deployer.project=<id>`, so a container of
 //! the same name that is not ours is never touched.
 
 pub mod ensure;
+pub mod hostname;
+pub mod labels;
+pub mod logs;
 pub mod migrate;
 pub mod seccomp;
 pub mod status;
+pub mod swarm;
 
 use std::collections::HashMap;
 
@@ -61,26 +67,19 @@ impl Project {
         ])
     }
 
-    /// The container's labels, exactly: Traefik routing plus ownership.
-    pub fn container_labels(&self, host: &str, network: &str) -> HashMap<String, String> {
-        let router = self.router();
+    /// The container's labels, exactly: ownership, `traefik.enable`, the
+    /// Docker provider's network and the routing ([`labels::Routing`]).
+    pub fn container_labels(
+        &self,
+        routing: &labels::Routing,
+        network: &str,
+    ) -> HashMap<String, String> {
         let mut labels = self.ownership_labels();
         labels.extend([
             ("traefik.enable".to_string(), "true".to_string()),
             ("traefik.docker.network".to_string(), network.to_string()),
-            (
-                format!("traefik.http.routers.{router}.entrypoints"),
-                "web".to_string(),
-            ),
-            (
-                format!("traefik.http.routers.{router}.rule"),
-                format!("Host(`{host}`)"),
-            ),
-            (
-                format!("traefik.http.services.{router}.loadbalancer.server.port"),
-                PUBLIC_PORT.to_string(),
-            ),
         ]);
+        labels.extend(routing.router_labels(self, &[]));
         labels
     }
 
@@ -108,6 +107,23 @@ pub async fn connect() -> Result<Docker> {
         .await
         .with_context(|| format!("the Docker engine at {where_} does not answer"))?;
     Ok(docker)
+}
+
+/// Inspects `image` (Docker's `GET /images/{name}/json`) in this engine; a
+/// missing image is an error that says how to build it, followed by `hint`
+/// (what else the caller's mode needs, or nothing).
+pub async fn local_image(
+    docker: &Docker,
+    image: &str,
+    hint: &str,
+) -> Result<bollard::models::ImageInspect> {
+    match docker.inspect_image(image).await {
+        Ok(found) => Ok(found),
+        Err(e) if is_not_found(&e) => bail!(
+            "image {image} is not in this Docker engine: build it with `scripts/build-image.sh {image}` (or pass --image){hint}"
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot inspect image {image}")),
+    }
 }
 
 /// True when bollard's error is the engine's 404.
@@ -182,4 +198,112 @@ pub fn public_endpoint(container: &ContainerInspectResponse) -> Result<String> {
 fn container_ip(container: &ContainerInspectResponse) -> Result<String> {
     let network = first_network(container).context("the project container is on no network")?;
     ip_on(container, &network).context("the project container has no IP address: is it running?")
+}
+
+/// Whether `ip` is on a network this process is directly attached to: a
+/// route without a gateway (Linux `/proc/net/route`, IPv4) covers it. A
+/// Swarm task's address on its overlay network passes only inside a
+/// container attached to that network; on the host it would go to the
+/// default route (somewhere else entirely), so callers never send to it.
+pub fn on_link(ip: &str) -> bool {
+    let Ok(ip) = ip.parse::<std::net::Ipv4Addr>() else {
+        return false;
+    };
+    let Ok(table) = std::fs::read_to_string("/proc/net/route") else {
+        return false;
+    };
+    routes_on_link(&table, ip)
+}
+
+/// [`on_link`] over the text of `/proc/net/route`: columns `Iface
+/// Destination Gateway Flags RefCnt Use Metric Mask …`, addresses as
+/// native-endian (little-endian on x86) hex.
+fn routes_on_link(table: &str, ip: std::net::Ipv4Addr) -> bool {
+    let ip = u32::from_le_bytes(ip.octets());
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let hex = |i: usize| fields.get(i).and_then(|f| u32::from_str_radix(f, 16).ok());
+        match (hex(1), hex(2), hex(7)) {
+            (Some(destination), Some(0), Some(mask)) if mask != 0 => ip & mask == destination,
+            _ => false,
+        }
+    })
+}
+
+/// The project's server to talk to: the container `project-http-<id>`, or
+/// for a Swarm service (`ensure --swarm`) a running task of it on this
+/// node, which must be on a network this process is attached to (run the
+/// command in a container on the service's overlay network).
+pub async fn project_server(
+    docker: &Docker,
+    project: &Project,
+) -> Result<ContainerInspectResponse> {
+    let name = project.container();
+    if let Some(found) = find_container(docker, &name).await? {
+        return Ok(found);
+    }
+    let Some(service) = swarm::find_service(docker, &name).await? else {
+        bail!(
+            "no project container or service {name}: run `project-http ensure --project {} --host <HOST>` first",
+            project.id
+        );
+    };
+    let network = swarm::service_network(&service);
+    for task in swarm::task_containers(docker, &name, false).await? {
+        let healthy = task
+            .state
+            .as_ref()
+            .and_then(|s| s.health.as_ref())
+            .and_then(|h| h.status)
+            .is_some_and(|s| s == bollard::models::HealthStatusEnum::HEALTHY);
+        let Some(ip) = ip_on(&task, &network) else {
+            continue;
+        };
+        if !healthy {
+            continue;
+        }
+        if !on_link(&ip) {
+            let image = task
+                .config
+                .as_ref()
+                .and_then(|c| c.image.clone())
+                .unwrap_or_else(|| "<IMAGE>".to_string());
+            let image = image.split('@').next().unwrap_or(&image).to_string();
+            bail!(
+                "{name} is a Swarm service: its tasks' ports are on the overlay network {network}, \
+                 which this host cannot reach. Run the command from a container on that network, e.g. \
+                 `docker run --rm --network {network} --user 0 -v /var/run/docker.sock:/var/run/docker.sock \
+                 {image} <command> --project {}`",
+                project.id
+            );
+        }
+        let mut task = task;
+        // Talk to it on the service's network (a task may have others).
+        if let Some(settings) = task.network_settings.as_mut() {
+            if let Some(networks) = settings.networks.as_mut() {
+                networks.retain(|n, _| *n == network);
+            }
+        }
+        return Ok(task);
+    }
+    bail!("no healthy task of the Swarm service {name} runs on this node (see `project-http status --project {}`)", project.id)
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::routes_on_link;
+
+    const TABLE: &str =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+eth0\t00000000\t0101000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+eth0\t0001000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+
+    #[test]
+    fn only_addresses_of_a_gatewayless_route_are_on_link() {
+        // 10.0.1.0/24 dev eth0; default via 10.0.1.1.
+        assert!(routes_on_link(TABLE, "10.0.1.7".parse().unwrap()));
+        assert!(!routes_on_link(TABLE, "10.0.2.7".parse().unwrap()));
+        assert!(!routes_on_link(TABLE, "8.8.8.8".parse().unwrap()));
+        assert!(!routes_on_link("", "10.0.1.7".parse().unwrap()));
+    }
 }

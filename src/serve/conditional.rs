@@ -73,6 +73,12 @@ fn matches_weak(value: &str, etag: &str) -> bool {
     }
 }
 
+/// Whether an `If-None-Match` value (one field line) matches `etag` by
+/// weak comparison (RFC 9110 §13.1.2), as [`evaluate`] decides it.
+pub fn none_match(value: &str, etag: &str) -> bool {
+    matches_weak(value, etag)
+}
+
 /// A list header's values; several header lines are one list (RFC 9110 §5.3).
 fn header_list(headers: &HeaderMap, name: http::header::HeaderName) -> Option<String> {
     let mut values = headers
@@ -94,6 +100,12 @@ fn header_date(headers: &HeaderMap, name: http::header::HeaderName) -> Option<Sy
 
 /// Evaluates the preconditions of a GET/HEAD against a representation with
 /// the quoted strong `etag` and whole-second `modified` time.
+///
+/// `modified` must be no earlier than the last change of what the URL
+/// answers (the server uses the time the deployment became current,
+/// rounded up): then `If-Modified-Since: D` gives 304 and
+/// `If-Unmodified-Since: D` lets the request proceed only when nothing
+/// changed after `D`, across flips, rollbacks and deduplicated files.
 pub fn evaluate(headers: &HeaderMap, etag: &str, modified: SystemTime) -> Precondition {
     if let Some(value) = header_list(headers, IF_MATCH) {
         if !matches_strong(&value, etag) {
@@ -109,7 +121,9 @@ pub fn evaluate(headers: &HeaderMap, etag: &str, modified: SystemTime) -> Precon
             return Precondition::NotModified;
         }
     } else if let Some(date) = header_date(headers, IF_MODIFIED_SINCE) {
-        if modified <= date {
+        // A date later than the server's clock is invalid (RFC 9110
+        // §13.1.3): it cannot come from a Last-Modified we sent.
+        if modified <= date && date <= SystemTime::now() {
             return Precondition::NotModified;
         }
     }

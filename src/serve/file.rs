@@ -1,6 +1,8 @@
 //! Answering with one file of a deployment: representation choice,
 //! validators, conditionals, ranges, headers, body.
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
 use http::header::{
     ACCEPT_ENCODING, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE,
@@ -27,6 +29,11 @@ pub struct FileAnswer<'a> {
     pub memory: &'a MemoryBudget,
     /// How files are read from disk.
     pub io: &'a FileIo,
+    /// The date validator (whole seconds, rounded up) and its HTTP-date:
+    /// when the URL started answering with this deployment's content
+    /// ([`crate::site::Deployment::modified`]).
+    pub modified: SystemTime,
+    pub last_modified: &'a HeaderValue,
 }
 
 impl FileAnswer<'_> {
@@ -40,20 +47,35 @@ impl FileAnswer<'_> {
         let rep = entry.representation(chosen);
         let etag = rep.etag.to_str().unwrap_or("");
 
-        let mut builder = Response::builder()
-            .header(CONTENT_TYPE, entry.content_type.clone())
-            .header(CACHE_CONTROL, self.cache_control.clone())
-            .header(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-        if !entry.encoded.is_empty() {
-            builder = builder.header(VARY, HeaderValue::from_static("Accept-Encoding"));
-        }
-        if let Some(e) = chosen {
-            builder = builder.header(CONTENT_ENCODING, HeaderValue::from_static(e.token()));
-        }
+        // Fields a 304 repeats (RFC 9110 §15.4.5: Cache-Control, ETag, Vary;
+        // Date is added by hyper); the representation's own metadata
+        // (type, coding, ranges) only goes with a body. The common answers
+        // (a full 200, a 304) use the form's prepared head instead
+        // (site/heads.rs): same fields, same order, no map built per request.
+        let base = || {
+            let builder = Response::builder().header(CACHE_CONTROL, self.cache_control.clone());
+            if entry.encoded.is_empty() {
+                builder
+            } else {
+                builder.header(VARY, HeaderValue::from_static("Accept-Encoding"))
+            }
+        };
+        let with_representation = |mut builder: http::response::Builder| {
+            builder = builder
+                .header(CONTENT_TYPE, entry.content_type.clone())
+                .header(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            if let Some(e) = rep.encoding {
+                builder = builder.header(CONTENT_ENCODING, HeaderValue::from_static(e.token()));
+            }
+            builder
+        };
 
         if let Some(status) = self.error_status {
+            let builder = with_representation(base())
+                .status(status)
+                .header(CONTENT_LENGTH, rep.size);
             return send(
-                builder.status(status),
+                parts(builder),
                 rep,
                 self.memory,
                 self.io,
@@ -64,29 +86,47 @@ impl FileAnswer<'_> {
             .await;
         }
 
-        builder = builder
-            .header(ETAG, rep.etag.clone())
-            .header(LAST_MODIFIED, entry.last_modified.clone())
-            .header(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-
-        match conditional::evaluate(self.request_headers, etag, entry.modified) {
+        match conditional::evaluate(self.request_headers, etag, self.modified) {
             Precondition::Proceed => {}
             Precondition::NotModified => {
-                return finish(builder.status(StatusCode::NOT_MODIFIED), body::empty());
+                let mut response = Response::new(body::empty());
+                *response.status_mut() = StatusCode::NOT_MODIFIED;
+                *response.headers_mut() = rep.heads(entry).not_modified(self.cache_control);
+                return response;
             }
             Precondition::Failed => {
                 return finish(
-                    builder
+                    base()
+                        .header(ETAG, rep.etag.clone())
                         .status(StatusCode::PRECONDITION_FAILED)
                         .header(CONTENT_LENGTH, 0),
                     body::empty(),
                 );
             }
         }
+        // An origin server never sends a Last-Modified later than its Date
+        // (RFC 9110 §8.8.2.1): within the second of a flip, the date is
+        // "now" (a validator older than the flip, so it never matches).
+        let now = SystemTime::now();
+        let flip_second;
+        let last_modified = if self.modified <= now {
+            self.last_modified
+        } else {
+            flip_second = crate::site::index::http_date(now);
+            &flip_second
+        };
+        let validated = || {
+            base()
+                .header(ETAG, rep.etag.clone())
+                .header(LAST_MODIFIED, last_modified.clone())
+                .header(ACCEPT_RANGES, HeaderValue::from_static("bytes"))
+        };
 
+        // Only GET has range handling: HEAD ignores Range (RFC 9110 §14.2).
         let outcome = match self.request_headers.get(RANGE) {
             Some(value)
-                if conditional::if_range_allows(self.request_headers, etag, entry.modified) =>
+                if !self.head
+                    && conditional::if_range_allows(self.request_headers, etag, self.modified) =>
             {
                 range::evaluate(value.as_bytes(), rep.size)
             }
@@ -94,34 +134,29 @@ impl FileAnswer<'_> {
         };
         match outcome {
             RangeOutcome::Full => {
-                send(
-                    builder.status(StatusCode::OK),
-                    rep,
-                    self.memory,
-                    self.io,
-                    0,
-                    rep.size,
-                    self.head,
-                )
-                .await
+                let (mut head, ()) = Response::new(()).into_parts();
+                head.headers = rep.heads(entry).ok(self.cache_control, last_modified);
+                send(head, rep, self.memory, self.io, 0, rep.size, self.head).await
             }
             RangeOutcome::Partial { start, end } => {
-                let builder = builder
+                let len = end - start + 1;
+                let builder = with_representation(validated())
                     .status(StatusCode::PARTIAL_CONTENT)
-                    .header(CONTENT_RANGE, format!("bytes {start}-{end}/{}", rep.size));
+                    .header(CONTENT_RANGE, format!("bytes {start}-{end}/{}", rep.size))
+                    .header(CONTENT_LENGTH, len);
                 send(
-                    builder,
+                    parts(builder),
                     rep,
                     self.memory,
                     self.io,
                     start,
-                    end - start + 1,
+                    len,
                     self.head,
                 )
                 .await
             }
             RangeOutcome::Unsatisfiable => finish(
-                builder
+                validated()
                     .status(StatusCode::RANGE_NOT_SATISFIABLE)
                     .header(CONTENT_RANGE, format!("bytes */{}", rep.size))
                     .header(CONTENT_LENGTH, 0),
@@ -131,63 +166,81 @@ impl FileAnswer<'_> {
     }
 }
 
-/// Sends `len` bytes of `rep` from `start`: from memory when the bytes are
-/// held (loading a small file on its first request, within the budget),
-/// else streamed from the versioned directory.
+/// The head a builder describes (a builder error becomes a 500 head, as in
+/// [`finish`]).
+fn parts(builder: http::response::Builder) -> http::response::Parts {
+    finish(builder, body::empty()).into_parts().0
+}
+
+/// Sends `len` bytes of `rep` from `start` under `head` (which carries the
+/// `Content-Length`): from memory when the bytes are held (loading a small
+/// file on its first request, within the budget), else streamed from the
+/// versioned directory.
 async fn send(
-    builder: http::response::Builder,
+    head: http::response::Parts,
     rep: &Representation,
     memory: &MemoryBudget,
     io: &FileIo,
     start: u64,
     len: u64,
-    head: bool,
+    head_only: bool,
 ) -> Response<Body> {
-    let builder = builder.header(CONTENT_LENGTH, len);
-    if head {
-        return finish(builder, body::empty());
+    if head_only {
+        return Response::from_parts(head, body::empty());
     }
+    match held(rep, memory, io).await {
+        Some(Ok(bytes)) => Response::from_parts(head, slice(&bytes, start, len)),
+        Some(Err(e)) => file_error(rep, e),
+        None => match io.range(&rep.disk_path, start, len).await {
+            Ok(body) => Response::from_parts(head, body),
+            Err(e) => file_error(rep, e),
+        },
+    }
+}
+
+/// All the bytes of `rep` when it is held in memory or mapped: a small file
+/// is read on its first request (within the deployment's `memory` budget),
+/// a larger one up to the mapping limit is mapped once. `None`: it is
+/// streamed per response (above the mapping limit, or small but over the
+/// budget with no mapping). Also what the fast path loads a file with
+/// before answering it (`serve::conn`).
+pub async fn held(
+    rep: &Representation,
+    memory: &MemoryBudget,
+    io: &FileIo,
+) -> Option<std::io::Result<Bytes>> {
     if let Some(bytes) = rep.cached() {
-        return finish(builder, slice(bytes, start, len));
+        return Some(Ok(bytes.clone()));
     }
     if let Some(cell) = &rep.cache {
         if memory.try_reserve(rep.size) {
-            match io.read_whole(&rep.disk_path, rep.size).await {
+            return Some(match io.read_whole(&rep.disk_path, rep.size).await {
                 Ok(bytes) => {
                     if cell.set(bytes.clone()).is_err() {
                         memory.release(rep.size); // another request won the race
                     }
-                    return finish(builder, slice(&bytes, start, len));
+                    Ok(bytes)
                 }
                 Err(e) => {
                     memory.release(rep.size);
-                    return file_error(rep, e);
+                    Err(e)
                 }
-            }
+            });
         }
     }
-    if let Some(cell) = &rep.mapping {
-        let mapped = match cell.get() {
-            Some(bytes) => Ok(bytes.clone()),
-            None => {
-                // Prefaulting may read the file from disk: off the async workers.
-                let (path, size) = (rep.disk_path.clone(), rep.size);
-                match tokio::task::spawn_blocking(move || body::map_whole(&path, size)).await {
-                    Ok(Ok(bytes)) => Ok(cell.get_or_init(|| bytes).clone()),
-                    Ok(Err(e)) => Err(e),
-                    Err(e) => Err(std::io::Error::other(e)),
-                }
+    let cell = rep.mapping.as_ref()?;
+    Some(match cell.get() {
+        Some(bytes) => Ok(bytes.clone()),
+        None => {
+            // Prefaulting may read the file from disk: off the async workers.
+            let (path, size) = (rep.disk_path.clone(), rep.size);
+            match tokio::task::spawn_blocking(move || body::map_whole(&path, size)).await {
+                Ok(Ok(bytes)) => Ok(cell.get_or_init(|| bytes).clone()),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(std::io::Error::other(e)),
             }
-        };
-        return match mapped {
-            Ok(bytes) => finish(builder, slice(&bytes, start, len)),
-            Err(e) => file_error(rep, e),
-        };
-    }
-    match io.range(&rep.disk_path, start, len).await {
-        Ok(body) => finish(builder, body),
-        Err(e) => file_error(rep, e),
-    }
+        }
+    })
 }
 
 fn slice(bytes: &Bytes, start: u64, len: u64) -> Body {

@@ -7,9 +7,13 @@
 
 pub mod body;
 pub mod conditional;
+pub mod conn;
 pub mod encoding;
+pub mod fast;
 pub mod file;
+pub mod host_routing;
 pub mod io;
+pub mod lameduck;
 pub mod listener;
 pub mod path;
 pub mod range;
@@ -24,7 +28,7 @@ use arc_swap::ArcSwap;
 use http::header::{
     ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, X_CONTENT_TYPE_OPTIONS,
 };
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 
 use self::body::Body;
 use self::file::{finish, FileAnswer};
@@ -40,8 +44,14 @@ pub struct Settings {
     /// `.project.example.com`, lowercased, with the leading dot.
     pub host_suffix: Option<String>,
     pub spa_services: HashSet<String>,
-    pub previews: bool,
+    pub previews: crate::previews::Mode,
     pub skew_protection: bool,
+    /// `Cache-Control` of immutable files (see `site::rules::immutable`).
+    pub cache_control_immutable: HeaderValue,
+    /// `immutable_paths`, compiled; `None` when empty.
+    pub immutable_paths: Option<globset::GlobSet>,
+    /// `/about.html` → 301 `/about`.
+    pub clean_urls_redirect: bool,
 }
 
 impl Settings {
@@ -63,10 +73,28 @@ impl Settings {
                 .filter(|(_, s)| s.spa_fallback)
                 .map(|(name, _)| name.clone())
                 .collect(),
-            previews: config.previews,
+            previews: config.preview_mode(),
             skew_protection: config.skew_protection,
+            cache_control_immutable: crate::site::rules::immutable::cache_control(),
+            immutable_paths: immutable_globs(&config.immutable_paths)?,
+            clean_urls_redirect: config.clean_urls_redirect,
         })
     }
+}
+
+/// Compiles `immutable_paths` once per configuration load.
+fn immutable_globs(globs: &[String]) -> Result<Option<globset::GlobSet>> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = globset::GlobSetBuilder::new();
+    for glob in globs {
+        builder.add(
+            globset::Glob::new(glob)
+                .with_context(|| format!("immutable_paths: {glob:?} is not a valid glob"))?,
+        );
+    }
+    Ok(Some(builder.build().context("immutable_paths")?))
 }
 
 /// Everything a public request needs.
@@ -75,6 +103,8 @@ pub struct PublicState {
     pub settings: ArcSwap<Settings>,
     /// How files are read from disk (chosen once at startup).
     pub io: io::FileIo,
+    /// Checks signed preview links (`None`: no key, so signed previews all 404).
+    pub preview_key: Option<crate::previews::Key>,
     /// Indexes of retained, non-current deployments (previews, skew).
     pub retained: Arc<Retained>,
 }
@@ -115,6 +145,9 @@ pub async fn handle<B>(state: &PublicState, request: &Request<B>) -> Response<Bo
         Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("bad request: {e}")),
     };
     if decoded.segments.len() == 1 && decoded.segments[0] == "health" && !decoded.trailing_slash {
+        if lameduck::draining() {
+            return text_response(StatusCode::SERVICE_UNAVAILABLE, "draining", head);
+        }
         return text_response(StatusCode::OK, "ok", head);
     }
     let settings = state.settings.load();
@@ -126,55 +159,84 @@ pub async fn handle<B>(state: &PublicState, request: &Request<B>) -> Response<Bo
         query,
         head,
         trailing_slash: decoded.trailing_slash,
+        mount: "",
     };
-    if let Some(service) = host_service(&settings, request.headers()) {
-        if !crate::store::is_valid_name(&service) {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                "bad request: invalid service name in Host",
-            );
-        }
-        return site.answer(&service, &decoded.segments).await;
+    if let Some(label) = host_label(&settings, request.headers()) {
+        return site.host_routed(&label, &decoded.segments).await;
     }
     match decoded.segments.as_slice() {
         [s, target, rest @ ..] if s == "s" && target.contains('@') => {
             let Some((service, id)) = target.split_once('@') else {
                 return plain(StatusCode::NOT_FOUND, "not found");
             };
-            if !settings.previews {
+            if settings.previews == crate::previews::Mode::Off {
                 return plain(StatusCode::NOT_FOUND, "not found: previews are disabled");
             }
             if !crate::store::is_valid_name(service) || !crate::store::is_valid_name(id) {
                 return plain(StatusCode::BAD_REQUEST, "bad request: invalid preview name");
             }
+            let Some(set_cookie) = site.preview_access(service, id, &format!("/s/{target}/")) else {
+                return plain(StatusCode::NOT_FOUND, "not found: no such deployment");
+            };
             if rest.is_empty() && !decoded.trailing_slash {
-                return redirect(&format!("{raw_path}/"), query);
+                return redirect(&format!("{raw_path}/"), query, request.headers());
             }
-            site.preview(service, id, rest).await
+            let mut response = SiteRequest {
+                mount: target.as_str(),
+                ..site
+            }
+            .preview(service, id, rest)
+            .await;
+            if let Some(cookie) = set_cookie {
+                response
+                    .headers_mut()
+                    .insert(http::header::SET_COOKIE, cookie);
+            }
+            response
         }
         [s, service, rest @ ..] if s == "s" => {
             if !crate::store::is_valid_name(service) {
                 return plain(StatusCode::BAD_REQUEST, "bad request: invalid service name");
             }
             if rest.is_empty() && !decoded.trailing_slash {
-                return redirect(&format!("{raw_path}/"), query);
+                return redirect(&format!("{raw_path}/"), query, request.headers());
             }
-            site.answer(service, rest).await
+            SiteRequest {
+                mount: service.as_str(),
+                ..site
+            }
+            .answer(service, rest)
+            .await
         }
+        // The top: someone (often the operator, on a first start) opened
+        // the server itself. Say where the sites are.
+        [] => plain(
+            StatusCode::NOT_FOUND,
+            "not found: this server serves each site at /s/<service>/ (for example /s/web/); /health answers ok",
+        ),
         _ => plain(StatusCode::NOT_FOUND, "not found"),
     }
 }
 
-/// `Host: <service><host_suffix>` → `<service>`, when host routing is on.
-fn host_service(settings: &Settings, headers: &HeaderMap) -> Option<String> {
+/// `Host: <label><host_suffix>` → `<label>` (lowercased), when host
+/// routing is on ([`host_routing`] says what the label names).
+fn host_label(settings: &Settings, headers: &HeaderMap) -> Option<String> {
     let suffix = settings.host_suffix.as_deref()?;
-    let host = headers.get(HOST)?.to_str().ok()?;
-    let host = crate::host::without_port(host)
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    let service = host.strip_suffix(suffix)?;
-    (!service.is_empty()).then(|| service.to_string())
+    host_routing::label(headers.get(HOST)?.to_str().ok()?, suffix)
 }
+
+/// Representation metadata a `_headers` rule may set on a 200 but that a
+/// 304 never carries (RFC 9110 §15.4.5, §8).
+const NOT_ON_304: [HeaderName; 8] = [
+    CONTENT_TYPE,
+    http::header::CONTENT_ENCODING,
+    CONTENT_LENGTH,
+    http::header::CONTENT_LANGUAGE,
+    http::header::CONTENT_DISPOSITION,
+    http::header::CONTENT_RANGE,
+    http::header::ACCEPT_RANGES,
+    X_CONTENT_TYPE_OPTIONS,
+];
 
 /// One request for a file of a service.
 struct SiteRequest<'a> {
@@ -185,9 +247,79 @@ struct SiteRequest<'a> {
     query: Option<&'a str>,
     head: bool,
     trailing_slash: bool,
+    /// Where the site's root is in the URL space: `""` under host routing,
+    /// else the `<service>` or `<service>@<id>` of `/s/<…>/`. Site paths in
+    /// `_redirects` are relative to it.
+    mount: &'a str,
 }
 
 impl SiteRequest<'_> {
+    /// A request under host routing: the service or preview `label` names.
+    async fn host_routed(&self, label: &str, rel: &[String]) -> Response<Body> {
+        use host_routing::Route;
+        let registry = &self.state.registry;
+        match host_routing::route(label, |name| registry.get(name).is_some()) {
+            Route::Service(service) => self.answer(service, rel).await,
+            Route::Preview { service, id } => {
+                if self.settings.previews == crate::previews::Mode::Off {
+                    return plain(StatusCode::NOT_FOUND, "not found: previews are disabled");
+                }
+                let Some(set_cookie) = self.preview_access(service, id, "/") else {
+                    return plain(StatusCode::NOT_FOUND, "not found: no such deployment");
+                };
+                let mut response = self.preview(service, id, rel).await;
+                if let Some(cookie) = set_cookie {
+                    response
+                        .headers_mut()
+                        .insert(http::header::SET_COOKIE, cookie);
+                }
+                response
+            }
+            Route::Invalid(why) => plain(StatusCode::NOT_FOUND, why),
+        }
+    }
+
+    /// Whether this request may read the preview `service@id` mounted at
+    /// `cookie_path` (`/s/<service>@<id>/`, or `/` on its own host): always
+    /// when previews are public; when signed, with a valid `exp`/`sig` in
+    /// the query (answered with the `Set-Cookie` that carries the
+    /// signature to the preview's other paths: `Some(Some(cookie))`) or in
+    /// its cookie. Unsigned, expired, tampered: `None`, which callers answer
+    /// with the same 404 as a missing deployment.
+    fn preview_access(
+        &self,
+        service: &str,
+        id: &str,
+        cookie_path: &str,
+    ) -> Option<Option<HeaderValue>> {
+        if self.settings.previews != crate::previews::Mode::Signed {
+            return Some(None);
+        }
+        let valid = |(exp, sig): &(u64, String)| {
+            self.state
+                .preview_key
+                .as_ref()
+                .is_some_and(|k| k.verify(service, id, *exp, sig))
+        };
+        match (
+            crate::previews::from_query(self.query),
+            crate::previews::from_cookie(self.headers, service, id),
+        ) {
+            (Some(signed), _) if valid(&signed) => Some(
+                HeaderValue::from_str(&format!(
+                    "{}={}.{}; Path={cookie_path}; Max-Age={}; HttpOnly; SameSite=Lax",
+                    crate::previews::cookie_name(service, id),
+                    signed.0,
+                    signed.1,
+                    signed.0.saturating_sub(crate::previews::unix_now())
+                ))
+                .ok(),
+            ),
+            (None, Some(cookie)) if valid(&cookie) => Some(None),
+            _ => None,
+        }
+    }
+
     async fn answer(&self, service: &str, rel: &[String]) -> Response<Body> {
         // The one snapshot this request is answered from, even if a flip
         // happens while the body is being sent.
@@ -226,7 +358,13 @@ impl SiteRequest<'_> {
 
     /// Skew protection: the newest retained deployment other than the
     /// current one that has `path` as a non-HTML file.
-    async fn skewed(&self, service: &str, current_id: &str, path: &str) -> Option<Response<Body>> {
+    async fn skewed(
+        &self,
+        service: &str,
+        current: &Deployment,
+        path: &str,
+    ) -> Option<Response<Body>> {
+        let current_id = current.id.as_str();
         let older = match self
             .state
             .retained
@@ -254,13 +392,53 @@ impl SiteRequest<'_> {
             return None;
         }
         let cache_control = HeaderValue::from_static(SKEW_CACHE_CONTROL);
-        let mut response = self.file_with(&older, entry, &cache_control).await;
+        // The URL answers this file since the current deployment became
+        // current: its date, not the older deployment's.
+        let mut response = self.file_with(&older, entry, &cache_control, current).await;
         response.extensions_mut().insert(SkewServed);
         response.extensions_mut().insert(ServedFrom(older.clone()));
         Some(response)
     }
 
+    /// Answers from one deployment, then applies its `_headers`.
     async fn answer_from(
+        &self,
+        deployment: &Deployment,
+        service: &str,
+        rel: &[String],
+        current: bool,
+    ) -> Response<Body> {
+        let mut response = self.resolve(deployment, service, rel, current).await;
+        if !deployment.rules.headers.is_empty()
+            && response.extensions().get::<SkewServed>().is_none()
+        {
+            let path = format!("/{}", rel.join("/"));
+            deployment
+                .rules
+                .headers
+                .apply(&path, response.headers_mut());
+            if response.status() == StatusCode::NOT_MODIFIED {
+                // A site rule must not put back on a 304 the representation
+                // metadata RFC 9110 §15.4.5 keeps off it (RFC 9111 §3.2:
+                // a cache would overwrite what it stored with them).
+                for name in NOT_ON_304 {
+                    response.headers_mut().remove(name);
+                }
+            }
+        }
+        response
+    }
+
+    /// The precedence, first answer wins:
+    /// 1. a `_redirects` rule marked `!` (forced);
+    /// 2. the file at the path; for `/dir/` (or a directory, redirected to
+    ///    `/dir/`) its `index.html`, else `index.htm`; then `<path>.html`
+    ///    (clean URLs);
+    /// 3. the first `_redirects` rule matching the path;
+    /// 4. the service's `spa_fallback` (`index.html` for extension-less
+    ///    paths), then skew protection (assets of retained deployments);
+    /// 5. 404, with the deployment's `404.html` when it has one.
+    async fn resolve(
         &self,
         deployment: &Deployment,
         service: &str,
@@ -271,48 +449,174 @@ impl SiteRequest<'_> {
             return self.not_found(deployment).await;
         }
         let joined = rel.join("/");
-        if self.trailing_slash || joined.is_empty() {
-            let index = if joined.is_empty() {
-                "index.html".to_string()
+        let redirects = &deployment.rules.redirects;
+        let find = || {
+            if redirects.is_empty() {
+                None
             } else {
-                format!("{joined}/index.html")
-            };
-            return match deployment.file(&index) {
-                Some(entry) => self.file(deployment, entry).await,
-                None => self.not_found(deployment).await,
-            };
+                redirects.lookup(&format!("/{joined}"))
+            }
+        };
+        // Rules are looked up before the files only when one is forced;
+        // otherwise a request for an existing file never consults them.
+        let mut early = None;
+        if redirects.any_forced() {
+            let matched = find();
+            if let Some(m) = matched.as_ref().filter(|m| m.rule.force) {
+                return self.apply_rule(deployment, m).await;
+            }
+            early = Some(matched);
         }
-        if let Some(entry) = deployment.file(&joined) {
-            return self.file(deployment, entry).await;
+        if let Some(response) = self.static_answer(deployment, &joined).await {
+            return response;
         }
-        if deployment.is_dir(&joined) {
-            return redirect(&format!("{}/", self.raw_path), self.query);
+        let matched = match early {
+            Some(matched) => matched,
+            None => find(),
+        };
+        if let Some(m) = &matched {
+            return self.apply_rule(deployment, m).await;
+        }
+        if self.trailing_slash || joined.is_empty() {
+            return self.not_found(deployment).await;
         }
         let looks_like_asset = rel.last().is_some_and(|name| name.contains('.'));
         if !looks_like_asset && self.settings.spa_services.contains(service) {
             if let Some(entry) = deployment.file("index.html") {
-                return self.file(deployment, entry).await;
+                return self.file(deployment, "index.html", entry).await;
             }
         }
         if current && looks_like_asset && self.settings.skew_protection {
-            if let Some(response) = self.skewed(service, &deployment.id, &joined).await {
+            if let Some(response) = self.skewed(service, deployment, &joined).await {
                 return response;
             }
         }
         self.not_found(deployment).await
     }
 
+    /// Step 2 of [`Self::resolve`]: what the deployment's files say.
+    async fn static_answer(&self, deployment: &Deployment, joined: &str) -> Option<Response<Body>> {
+        if self.trailing_slash || joined.is_empty() {
+            let (path, entry) = index_of(deployment, joined)?;
+            return Some(self.file(deployment, &path, entry).await);
+        }
+        if let Some(entry) = deployment.file(joined) {
+            if self.settings.clean_urls_redirect {
+                if let Some(location) = self.canonical(deployment, joined) {
+                    return Some(redirect(&location, self.query, self.headers));
+                }
+            }
+            return Some(self.file(deployment, joined, entry).await);
+        }
+        if deployment.is_dir(joined) {
+            return Some(redirect(
+                &format!("{}/", self.raw_path),
+                self.query,
+                self.headers,
+            ));
+        }
+        let html = format!("{joined}.html");
+        let entry = deployment.file(&html)?;
+        Some(self.file(deployment, &html, entry).await)
+    }
+
+    /// The clean URL of an HTML file requested by its file name, when
+    /// that URL would find it again: `a/index.html` → `a/`,
+    /// `about.html` → `about` (unless a file or directory `about` exists).
+    fn canonical(&self, deployment: &Deployment, joined: &str) -> Option<String> {
+        let (dir, name) = joined.rsplit_once('/').unwrap_or(("", joined));
+        let clean = if name == "index.html" || name == "index.htm" {
+            if dir.is_empty() {
+                String::new()
+            } else {
+                format!("{dir}/")
+            }
+        } else {
+            let stem = joined.strip_suffix(".html")?;
+            if stem.is_empty() || deployment.file(stem).is_some() || deployment.is_dir(stem) {
+                return None;
+            }
+            stem.to_string()
+        };
+        Some(self.site_url(&format!("/{}", encode_path(&clean))))
+    }
+
+    /// A site path (`/…`) as a URL path of this request's mount.
+    fn site_url(&self, path: &str) -> String {
+        if self.mount.is_empty() {
+            path.to_string()
+        } else {
+            format!("/s/{}{path}", self.mount)
+        }
+    }
+
+    /// Applies a matched `_redirects` rule.
+    async fn apply_rule(
+        &self,
+        deployment: &Deployment,
+        matched: &crate::site::rules::redirects::Matched<'_>,
+    ) -> Response<Body> {
+        use crate::site::rules::redirects::Action;
+        let rule = matched.rule;
+        match rule.action {
+            Action::Redirect(status) => {
+                let destination = rule.destination(&matched.captures, true);
+                let mut location = if rule.external {
+                    destination
+                } else {
+                    self.site_url(&destination)
+                };
+                if !location.contains('?') {
+                    if let Some(query) = self.query {
+                        location.push('?');
+                        location.push_str(query);
+                    }
+                }
+                redirect_with(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND),
+                    &location,
+                    self.headers,
+                )
+            }
+            Action::Rewrite | Action::NotFound => {
+                let destination = rule.destination(&matched.captures, false);
+                let path = destination.split(['?', '#']).next().unwrap_or("");
+                let found = rewrite_target(deployment, path);
+                match (rule.action, found) {
+                    (Action::Rewrite, Some((_, entry))) => {
+                        // The URL is the rule's, not the file's: the rule
+                        // may point it elsewhere in the next deployment, so
+                        // never immutable whatever the target's name.
+                        let settings = self.settings;
+                        let cache_control = if entry.is_html {
+                            &settings.cache_control_html
+                        } else {
+                            &settings.cache_control_assets
+                        };
+                        self.file_with(deployment, entry, cache_control, deployment)
+                            .await
+                    }
+                    (Action::NotFound, Some((_, entry))) => {
+                        self.error_file(deployment, entry, StatusCode::NOT_FOUND)
+                            .await
+                    }
+                    _ => self.not_found(deployment).await,
+                }
+            }
+        }
+    }
+
+    /// A file of the deployment at `path` (relative), with the
+    /// `Cache-Control` its kind gets: HTML, immutable, or other assets.
     async fn file(
         &self,
         deployment: &Deployment,
+        path: &str,
         entry: &crate::site::index::FileEntry,
     ) -> Response<Body> {
-        let cache_control = if entry.is_html {
-            &self.settings.cache_control_html
-        } else {
-            &self.settings.cache_control_assets
-        };
-        self.file_with(deployment, entry, cache_control).await
+        let cache_control = cache_control_for(self.settings, entry, path);
+        self.file_with(deployment, entry, cache_control, deployment)
+            .await
     }
 
     async fn file_with(
@@ -320,6 +624,7 @@ impl SiteRequest<'_> {
         deployment: &Deployment,
         entry: &crate::site::index::FileEntry,
         cache_control: &HeaderValue,
+        dated: &Deployment,
     ) -> Response<Body> {
         FileAnswer {
             entry,
@@ -329,6 +634,8 @@ impl SiteRequest<'_> {
             error_status: None,
             memory: &deployment.memory,
             io: &self.state.io,
+            modified: dated.modified(),
+            last_modified: dated.last_modified(),
         }
         .respond()
         .await
@@ -338,36 +645,148 @@ impl SiteRequest<'_> {
     async fn not_found(&self, deployment: &Deployment) -> Response<Body> {
         match deployment.file("404.html") {
             Some(entry) => {
-                FileAnswer {
-                    entry,
-                    request_headers: self.headers,
-                    head: self.head,
-                    cache_control: &self.settings.cache_control_html,
-                    error_status: Some(StatusCode::NOT_FOUND),
-                    memory: &deployment.memory,
-                    io: &self.state.io,
-                }
-                .respond()
-                .await
+                self.error_file(deployment, entry, StatusCode::NOT_FOUND)
+                    .await
             }
             None => text_response(StatusCode::NOT_FOUND, "not found\n", self.head),
         }
     }
+
+    /// A file of the deployment as the body of an error status.
+    async fn error_file(
+        &self,
+        deployment: &Deployment,
+        entry: &crate::site::index::FileEntry,
+        status: StatusCode,
+    ) -> Response<Body> {
+        FileAnswer {
+            entry,
+            request_headers: self.headers,
+            head: self.head,
+            cache_control: &self.settings.cache_control_html,
+            error_status: Some(status),
+            memory: &deployment.memory,
+            io: &self.state.io,
+            modified: deployment.modified(),
+            last_modified: deployment.last_modified(),
+        }
+        .respond()
+        .await
+    }
 }
 
-/// 301 to `location`, keeping the query string.
-fn redirect(location: &str, query: Option<&str>) -> Response<Body> {
+/// The `Cache-Control` of a file of the deployment at `path` (relative)
+/// answered at its own URL: HTML, immutable, or other assets.
+fn cache_control_for<'s>(
+    settings: &'s Settings,
+    entry: &crate::site::index::FileEntry,
+    path: &str,
+) -> &'s HeaderValue {
+    if entry.is_html {
+        &settings.cache_control_html
+    } else if !entry.bytes_vary
+        && (entry.fingerprinted
+            || settings
+                .immutable_paths
+                .as_ref()
+                .is_some_and(|globs| globs.is_match(path)))
+    {
+        &settings.cache_control_immutable
+    } else {
+        &settings.cache_control_assets
+    }
+}
+
+/// 301 to `location`, keeping the query string (see [`redirect_with`]).
+fn redirect(location: &str, query: Option<&str>, headers: &HeaderMap) -> Response<Body> {
     let target = match query {
         Some(q) => format!("{location}?{q}"),
         None => location.to_string(),
     };
+    redirect_with(StatusCode::MOVED_PERMANENTLY, &target, headers)
+}
+
+/// A redirect with `status` to `location` (already a URL: query included).
+/// `no-cache`: a directory redirect holds only while the current deployment
+/// has that directory, a `_redirects` rule only while the deployment has
+/// that rule, and a browser would otherwise keep a 301 forever (RFC 9111
+/// §4.2.2 lets it). Its strong ETag is derived from the status and
+/// `Location` alone, since every such redirect is the same response: a
+/// revalidation gets 304 while it still holds, and the new answer once not.
+fn redirect_with(status: StatusCode, location: &str, headers: &HeaderMap) -> Response<Body> {
+    use sha2::{Digest, Sha256};
+    let digest = hex::encode(Sha256::digest(
+        format!("{} {location}", status.as_u16()).as_bytes(),
+    ));
+    let etag = format!("\"r{}\"", &digest[..31]);
+    let builder = Response::builder()
+        .header(CACHE_CONTROL, "no-cache")
+        .header(http::header::ETAG, &etag);
+    if conditional::evaluate(headers, &etag, std::time::UNIX_EPOCH)
+        == conditional::Precondition::NotModified
+        && headers.contains_key(http::header::IF_NONE_MATCH)
+    {
+        return finish(builder.status(StatusCode::NOT_MODIFIED), body::empty());
+    }
     finish(
-        Response::builder()
-            .status(StatusCode::MOVED_PERMANENTLY)
-            .header(LOCATION, target)
+        builder
+            .status(status)
+            .header(LOCATION, location)
             .header(CONTENT_LENGTH, 0),
         body::empty(),
     )
+}
+
+/// The index file of directory `dir` (relative, no trailing `/`; `""` is
+/// the top): `index.html`, else `index.htm`.
+fn index_of<'d>(
+    deployment: &'d Deployment,
+    dir: &str,
+) -> Option<(String, &'d crate::site::index::FileEntry)> {
+    ["index.html", "index.htm"].iter().find_map(|name| {
+        let path = if dir.is_empty() {
+            name.to_string()
+        } else {
+            format!("{dir}/{name}")
+        };
+        deployment.file(&path).map(|entry| (path, entry))
+    })
+}
+
+/// The file a rewrite (`200`) or `404` rule's destination names: the file
+/// itself, a directory's index, or `<path>.html`.
+fn rewrite_target<'d>(
+    deployment: &'d Deployment,
+    path: &str,
+) -> Option<(String, &'d crate::site::index::FileEntry)> {
+    let rel = path.trim_start_matches('/');
+    if rel.split('/').any(|s| s.starts_with('.')) {
+        return None;
+    }
+    if rel.is_empty() || rel.ends_with('/') {
+        return index_of(deployment, rel.trim_end_matches('/'));
+    }
+    if let Some(entry) = deployment.file(rel) {
+        return Some((rel.to_string(), entry));
+    }
+    if deployment.is_dir(rel) {
+        return index_of(deployment, rel);
+    }
+    let html = format!("{rel}.html");
+    deployment.file(&html).map(|entry| (html, entry))
+}
+
+/// Percent-encodes a decoded site path for a `Location` header (keeps `/`).
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A short `text/plain` answer (errors, health).
@@ -390,7 +809,7 @@ fn text_response(status: StatusCode, text: &str, head: bool) -> Response<Body> {
     finish(builder, body)
 }
 
-/// Writes the access-log line of a finished request (target `access`,
+/// Records the access-log line of a finished request ([`crate::access_log`],
 /// stdout); returns the status and body bytes it logged.
 pub fn log_access(
     method: &Method,
@@ -409,11 +828,23 @@ pub fn log_access(
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
+    if !crate::access_log::enabled() {
+        // Nothing to log: no clock read, no line.
+        return (status, bytes);
+    }
     let duration_us = started.elapsed().as_micros() as u64;
     let (service, deployment) = match response.extensions().get::<ServedFrom>() {
         Some(ServedFrom(d)) => (d.service.as_str(), d.id.as_str()),
         None => ("-", "-"),
     };
-    tracing::info!(target: "access", method = %method, path, status, bytes, duration_us, service, deployment);
+    crate::access_log::record(&crate::access_log::Entry {
+        method: method.as_str(),
+        path,
+        status,
+        bytes,
+        duration_us,
+        service,
+        deployment,
+    });
     (status, bytes)
 }

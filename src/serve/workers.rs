@@ -40,6 +40,7 @@ pub fn spawn_extra<H, F>(
     socket: &std::net::TcpListener,
     workers: usize,
     handler: H,
+    fast: Option<Arc<super::fast::FastPath>>,
     options: ListenOptions,
     permits: Arc<Semaphore>,
     shutdown: CancellationToken,
@@ -54,14 +55,21 @@ where
             .try_clone()
             .context("cannot share the public socket with a worker thread")?;
         let runtime = runtime().context("cannot start a worker's async runtime")?;
-        let (handler, permits, shutdown) = (handler.clone(), permits.clone(), shutdown.clone());
+        let (handler, fast, permits, shutdown) = (
+            handler.clone(),
+            fast.clone(),
+            permits.clone(),
+            shutdown.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name(format!("worker-{number}"))
             .spawn(move || {
                 runtime.block_on(async move {
                     match tokio::net::TcpListener::from_std(socket) {
                         Ok(listener) => {
-                            listener::run_shared(listener, handler, options, permits, shutdown)
+                            listener::run_shared(
+                                listener, handler, fast, options, permits, shutdown,
+                            )
                                 .await
                         }
                         Err(e) => {

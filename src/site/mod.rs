@@ -4,9 +4,12 @@
 //! [`index::Deployment`] and publishes it in the [`registry::Registry`]. The
 //! public server only ever reads the registry.
 
+pub mod heads;
 pub mod index;
 pub mod registry;
 pub mod retained;
+pub mod rules;
+pub mod types;
 
 use std::sync::Arc;
 
@@ -34,13 +37,13 @@ pub fn load_current(
     service: &str,
     options: IndexOptions,
 ) -> Result<Option<Deployment>> {
-    let Some(id) = layout.read_current(service)? else {
+    let Some((id, since)) = layout.read_current_since(service)? else {
         return Ok(None);
     };
     let dir = layout.deployment_dir(service, &id);
     let deployment = Deployment::build(service, &id, &dir, options)
         .with_context(|| format!("cannot index deployment {}", dir.display()))?;
-    Ok(Some(deployment))
+    Ok(Some(deployment.became_current(since)))
 }
 
 /// What a scan of the root did.
@@ -55,9 +58,9 @@ pub struct ScanReport {
     pub broken: Vec<(String, String)>,
 }
 
-/// The startup scan: removes leftover `<id>.tmp` directories (no upload can
-/// be running yet), then indexes and publishes every service's current
-/// deployment. A broken service is reported and skipped; it never stops the
+/// The startup scan: removes leftover `upload-<n>.tmp` directories no live
+/// process owns (another server on the same root may be receiving one),
+/// then indexes and publishes every service's current deployment. A broken service is reported and skipped; it never stops the
 /// others from being served. Later resyncs go through the watcher, which
 /// holds each service's lock.
 pub fn scan(layout: &Layout, registry: &Registry, config: &Config) -> Result<ScanReport> {
@@ -67,9 +70,16 @@ pub fn scan(layout: &Layout, registry: &Registry, config: &Config) -> Result<Sca
     let services = layout.services()?;
     for service in &services {
         match layout.clean_tmp(service) {
-            Ok(removed) => {
-                for path in removed {
+            Ok(cleaned) => {
+                for path in cleaned.removed {
                     tracing::info!(service, path = %path.display(), "removed unfinished upload");
+                }
+                for path in cleaned.in_use {
+                    tracing::info!(
+                        service,
+                        path = %path.display(),
+                        "kept an unfinished upload another live process owns (another server on this root?)"
+                    );
                 }
             }
             Err(e) => tracing::warn!(service, error = format!("{e:#}"), "cannot clean leftovers"),
@@ -121,16 +131,20 @@ pub fn refresh(
     options: IndexOptions,
     service: &str,
 ) -> Refresh {
-    let current = layout.read_current(service);
-    if let (Ok(Some(id)), Some(existing)) = (&current, registry.get(service)) {
-        if &existing.id == id {
+    // Unchanged only when it is the same link: a flip away and back (seen
+    // by another replica, or between two looks of the watcher) renews the
+    // date validators too.
+    let current = layout.read_current_since(service);
+    if let (Ok(Some((id, since))), Some(existing)) = (&current, registry.get(service)) {
+        if &existing.id == id && existing.modified() == index::ceil_to_secs(*since) {
             return Refresh::Unchanged(id.clone());
         }
     }
     match load_current(layout, service, options) {
         Ok(Some(deployment)) => {
-            if layout.read_current(service).ok().flatten().as_deref()
-                != Some(deployment.id.as_str())
+            let still = layout.read_current_since(service).ok().flatten();
+            if still.map(|(id, since)| (id, index::ceil_to_secs(since)))
+                != Some((deployment.id.clone(), deployment.modified()))
             {
                 return Refresh::Moved;
             }
@@ -153,5 +167,9 @@ pub fn refresh(
 pub fn log_skipped(deployment: &Deployment) {
     for reason in &deployment.stats.skipped {
         tracing::warn!(service = %deployment.service, deployment = %deployment.id, "not served: {reason}");
+    }
+    for path in &deployment.stats.immutable_refused {
+        tracing::warn!(service = %deployment.service, deployment = %deployment.id, path = %path,
+            "not immutable: a retained deployment holds other bytes under this fingerprinted name");
     }
 }

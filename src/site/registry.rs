@@ -18,7 +18,8 @@ type Slot = Arc<ArcSwap<Deployment>>;
 pub struct Registry {
     /// The map itself is swapped only when a service appears or disappears;
     /// a flip swaps the service's slot and leaves the map alone.
-    services: ArcSwap<HashMap<String, Slot>>,
+    /// FxHash: one lookup per request; names come from the volume.
+    services: ArcSwap<HashMap<String, Slot, rustc_hash::FxBuildHasher>>,
     /// Serializes writers so two concurrent "add service" updates don't lose one.
     write: std::sync::Mutex<()>,
 }

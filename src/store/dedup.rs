@@ -130,6 +130,11 @@ pub enum PartialError {
          ask POST /services/<service>/deployments/manifest again and resend"
     )]
     Lacking { path: String, digest: String },
+    /// The manifest names a path the upload cannot have: not a normal
+    /// relative path, through a file, taken by an uploaded link or
+    /// directory, too long. The client's to fix (422), never a 5xx.
+    #[error("{path} in the upload's manifest: {reason}")]
+    Invalid { path: String, reason: String },
     #[error("{path}: {error}")]
     Io { path: String, error: io::Error },
 }
@@ -164,19 +169,20 @@ pub fn complete_partial(
         if uploaded_paths.contains(rel.as_str()) {
             continue;
         }
-        let components =
-            super::ingest::normal_components(rel.as_bytes()).map_err(|e| PartialError::Io {
+        let components = super::ingest::normal_components(rel.as_bytes()).map_err(|e| {
+            PartialError::Invalid {
                 path: rel.clone(),
-                error: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
-            })?;
+                reason: e.to_string(),
+            }
+        })?;
         if components.is_empty()
             || components.join("/") != *rel
             || rel == meta::META_FILE
             || rel == meta::MANIFEST_FILE
         {
-            return Err(PartialError::Io {
+            return Err(PartialError::Invalid {
                 path: rel.clone(),
-                error: io::Error::new(io::ErrorKind::InvalidInput, "not a normal relative path"),
+                reason: "not a normal relative path".to_string(),
             });
         }
         let source = here
@@ -192,8 +198,17 @@ pub fn complete_partial(
             path: rel.clone(),
             error,
         };
-        super::ingest::make_dirs(dir, &components[..components.len() - 1])
-            .map_err(|e| io_error(io::Error::other(e.to_string())))?;
+        let invalid = |reason: String| PartialError::Invalid {
+            path: rel.clone(),
+            reason,
+        };
+        super::ingest::make_dirs(dir, &components[..components.len() - 1]).map_err(|e| {
+            if e.status() < 500 {
+                invalid(e.to_string())
+            } else {
+                io_error(io::Error::other(e.to_string()))
+            }
+        })?;
         match fs::hard_link(&source, &target) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -202,7 +217,17 @@ pub fn complete_partial(
                     digest: digest.clone(),
                 })
             }
-            Err(e) => return Err(io_error(e)),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EEXIST) => {
+                    return Err(invalid(
+                        "the upload already has a link or directory there".to_string(),
+                    ))
+                }
+                Some(libc::ENOTDIR | libc::ENAMETOOLONG | libc::ELOOP) => {
+                    return Err(invalid(e.to_string()))
+                }
+                _ => return Err(io_error(e)),
+            },
         }
         filled += 1;
     }

@@ -2,7 +2,7 @@
 //! retention and deletion. The caller holds the service lock for anything
 //! that changes the directory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::flip::{fsync_dir, sync_filesystem, unique_suffix};
 use super::ingest::Extracted;
-use super::meta::{self, DeploymentMeta};
+use super::meta::{self, DeploymentMeta, Provenance};
 use super::{is_valid_name, Layout, StoreError, TMP_SUFFIX};
 
 /// One deployment as the admin API lists it.
@@ -22,14 +22,20 @@ pub struct DeploymentInfo {
     pub files: u64,
     pub bytes: u64,
     pub active: bool,
+    /// Pinned: never pruned, not counted against `keep`.
+    pub pinned: bool,
     #[serde(skip)]
     pub digest: Option<String>,
+    /// Message, commit, branch, dirty, labels, actor (absent ones left out).
+    #[serde(flatten)]
+    pub provenance: Provenance,
 }
 
 /// Every deployment of `service`, newest first (by `createdAt`, then id).
 pub fn list(layout: &Layout, service: &str) -> Result<Vec<DeploymentInfo>> {
     let dir = layout.service_dir(service);
     let current = layout.read_current(service).ok().flatten();
+    let pins = super::pins::read(layout, service).unwrap_or_default();
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -55,7 +61,9 @@ pub fn list(layout: &Layout, service: &str) -> Result<Vec<DeploymentInfo>> {
                 bytes: m.bytes,
                 digest: Some(m.digest),
                 active: false,
+                pinned: false,
                 id: id.clone(),
+                provenance: m.provenance,
             },
             None => {
                 // Made by hand (seed runbook): count what is there.
@@ -70,12 +78,15 @@ pub fn list(layout: &Layout, service: &str) -> Result<Vec<DeploymentInfo>> {
                     bytes,
                     digest: None,
                     active: false,
+                    pinned: false,
                     id: id.clone(),
+                    provenance: Provenance::default(),
                 }
             }
         };
         all.push(DeploymentInfo {
             active: current.as_deref() == Some(id.as_str()),
+            pinned: pins.contains(&id),
             ..info
         });
     }
@@ -87,9 +98,33 @@ pub fn list(layout: &Layout, service: &str) -> Result<Vec<DeploymentInfo>> {
     Ok(all)
 }
 
+/// Whether `service` has at least one deployment directory. A service
+/// directory holding none (only an upload in progress, or what a failed
+/// first deploy left) is not a service to list.
+pub fn has_any(layout: &Layout, service: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(layout.service_dir(service)) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        entry
+            .file_name()
+            .to_str()
+            .is_some_and(|id| is_valid_name(id) && id != super::CURRENT)
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+    })
+}
+
+/// The last instant RFC 3339 can write, in seconds since the Unix epoch:
+/// 9999-12-31T23:59:59Z (plus up to 999 999 999 ns).
+pub const MAX_RFC3339_UNIX_SECS: u64 = 253_402_300_799;
+
 /// RFC 3339 with nanoseconds: fixed width, so it sorts as text.
+///
+/// Times past 9999-12-31T23:59:59.999999999Z (which RFC 3339 cannot write,
+/// and which a file's mtime on disk may still carry) are clamped to it.
 pub fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_nanos(time).to_string()
+    let last = std::time::UNIX_EPOCH + std::time::Duration::new(MAX_RFC3339_UNIX_SECS, 999_999_999);
+    humantime::format_rfc3339_nanos(time.min(last)).to_string()
 }
 
 fn count_tree(dir: &Path) -> (u64, u64) {
@@ -99,16 +134,6 @@ fn count_tree(dir: &Path) -> (u64, u64) {
         bytes += meta.len();
     });
     (files, bytes)
-}
-
-/// Creates a fresh `<service>/upload-<unique>.tmp` directory for an upload.
-pub fn new_upload_dir(layout: &Layout, service: &str) -> Result<PathBuf> {
-    let service_dir = layout.service_dir(service);
-    std::fs::create_dir_all(&service_dir)
-        .with_context(|| format!("cannot create {}", service_dir.display()))?;
-    let dir = service_dir.join(format!("upload-{}{TMP_SUFFIX}", unique_suffix()));
-    std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
 }
 
 /// Whether a commit made a new deployment or found the same content already there.
@@ -129,6 +154,7 @@ pub fn commit(
     extracted: &Extracted,
     requested_id: Option<&str>,
     source: &str,
+    provenance: &Provenance,
 ) -> Result<(String, Committed), StoreError> {
     let id = requested_id.map_or_else(|| extracted.digest[..12].to_string(), str::to_string);
     let target = layout.deployment_dir(service, &id);
@@ -153,6 +179,8 @@ pub fn commit(
             bytes: extracted.bytes,
             digest: extracted.digest.clone(),
             source: source.to_string(),
+            generated: extracted.generated.clone(),
+            provenance: provenance.clone(),
         };
         let json = serde_json::to_vec_pretty(&info).map_err(std::io::Error::other)?;
         std::fs::write(upload_dir.join(meta::META_FILE), json)?;
@@ -173,6 +201,9 @@ pub fn commit(
 /// crash mid-removal leaves something startup cleans), then deleted.
 fn remove(layout: &Layout, service: &str, id: &str) -> Result<()> {
     let dir = layout.deployment_dir(service, id);
+    // Held while it is removed: a server starting on this root meanwhile
+    // leaves the `.tmp` it is becoming alone (store::upload).
+    let _owned = super::upload::try_lock(&dir).ok().flatten();
     let doomed = layout
         .service_dir(service)
         .join(format!("{id}-deleted-{}{TMP_SUFFIX}", unique_suffix()));
@@ -181,11 +212,12 @@ fn remove(layout: &Layout, service: &str, id: &str) -> Result<()> {
     std::fs::remove_dir_all(&doomed).with_context(|| format!("cannot remove {}", doomed.display()))
 }
 
-/// Keeps the newest `keep` deployments and the active one; removes the rest.
+/// Keeps the newest `keep` unpinned deployments, every pinned one and the
+/// active one; removes the rest.
 pub fn prune(layout: &Layout, service: &str, keep: usize) -> Result<Vec<String>> {
     let all = list(layout, service)?;
     let mut removed = Vec::new();
-    for info in all.iter().skip(keep) {
+    for info in all.iter().filter(|d| !d.pinned).skip(keep) {
         if info.active {
             continue;
         }
@@ -205,6 +237,25 @@ pub fn delete(layout: &Layout, service: &str, id: &str) -> Result<(), StoreError
         Some(d) if d.active => Err(StoreError::Conflict(format!(
             "deployment {id} is active; activate another one first"
         ))),
+        Some(d) if d.pinned => Err(StoreError::Conflict(format!(
+            "deployment {id} is pinned; unpin it first"
+        ))),
         Some(_) => remove(layout, service, id).map_err(StoreError::Other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_clamps_past_year_9999_instead_of_panicking() {
+        let far = UNIX_EPOCH + Duration::from_secs(MAX_RFC3339_UNIX_SECS + 86_400 * 400);
+        assert_eq!(rfc3339(far), "9999-12-31T23:59:59.999999999Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_769_868_300)),
+            "2026-01-31T14:05:00.000000000Z"
+        );
     }
 }

@@ -61,6 +61,10 @@ pub enum IngestError {
     TimedOut(String),
     #[error("{0}")]
     Io(String),
+    /// The upload directory was removed under the upload (by another
+    /// process): a conflict with the state of the store, not a server bug.
+    #[error("{0}")]
+    Gone(String),
 }
 
 impl IngestError {
@@ -73,6 +77,7 @@ impl IngestError {
             IngestError::DiskFull(_) => 507,
             IngestError::TimedOut(_) => 408,
             IngestError::Io(_) => 500,
+            IngestError::Gone(_) => 409,
         }
     }
 
@@ -134,8 +139,12 @@ pub struct Extracted {
     pub received: u64,
     /// Partial uploads: the manifest of the whole tree the upload declared.
     pub declared: Option<super::meta::Manifest>,
-    /// Files hard-linked to identical ones of other deployments.
+    /// Uploaded files hard-linked to identical ones of other deployments.
     pub linked: u64,
+    /// Precompressed siblings the server generated (`app.js.br`): in
+    /// `manifest`, not in `files`, `received` or `linked`, and never
+    /// addressable by their own URL (recorded in the metadata).
+    pub generated: Vec<String>,
 }
 
 /// The deployment digest: SHA-256 over the sorted manifest and symlinks.
@@ -160,6 +169,9 @@ const MAX_DECLARED_MANIFEST: u64 = 64 << 20;
 pub fn extract(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Extracted, IngestError> {
     let (prefix, rest) = peek(reader, 4)?;
     let source = io::Cursor::new(prefix.clone()).chain(rest);
+    if super::zip_ingest::is_zip(&prefix) {
+        return super::zip_ingest::extract(source, dest, limits);
+    }
     let decoded: Box<dyn Read> = if prefix.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(source))
     } else if prefix.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -180,21 +192,12 @@ pub fn extract(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Extrac
     let (header, rest) = peek(limited, 512)?;
     if !looks_like_tar(&header) {
         return Err(IngestError::NotTar(
-            "upload is not a tar archive (plain, gzip- or zstd-compressed)".to_string(),
+            "upload is neither a tar archive (plain, gzip- or zstd-compressed) nor a zip"
+                .to_string(),
         ));
     }
     let mut archive = tar::Archive::new(io::Cursor::new(header).chain(rest));
-    let mut state = State {
-        dest,
-        limits,
-        files: 0,
-        entries: 0,
-        bytes: 0,
-        digests: HashMap::new(),
-        links: Vec::new(),
-        declared: None,
-        writer: FileWriter::new(),
-    };
+    let mut state = State::new(dest, limits);
     let entries = archive
         .entries()
         .map_err(|e| IngestError::from_io(e, "reading tar"))?;
@@ -268,7 +271,7 @@ impl<R: Read> Read for Limited<R> {
     }
 }
 
-struct State<'a> {
+pub(super) struct State<'a> {
     dest: &'a Path,
     limits: &'a Limits,
     files: u64,
@@ -278,6 +281,9 @@ struct State<'a> {
     digests: HashMap<String, String>,
     /// Symlinks as (path, target): part of the digest, not of the manifest.
     links: Vec<(String, String)>,
+    /// Paths of every file, symlink and hard link so far: a second entry
+    /// of any type with one of these names is refused the same way.
+    taken: std::collections::HashSet<String>,
     /// The whole tree's manifest, read from a partial upload.
     declared: Option<super::meta::Manifest>,
     writer: FileWriter,
@@ -353,6 +359,18 @@ impl State<'_> {
             return Ok(());
         }
         let path = self.dest.join(&rel);
+        if kind == EntryType::Directory && self.taken.contains(&rel) {
+            return Err(duplicate(&rel));
+        }
+        if kind != EntryType::Directory {
+            // Before anything is written: the writer thread creates files
+            // later, so the disk alone cannot tell. A directory of that name
+            // (made by make_dirs, synchronously) is found on disk.
+            if self.taken.contains(&rel) || fs::symlink_metadata(&path).is_ok() {
+                return Err(duplicate(&rel));
+            }
+            self.taken.insert(rel.clone());
+        }
         match kind {
             EntryType::Directory => self.make_dirs(&components),
             EntryType::Regular | EntryType::Continuous => {
@@ -480,9 +498,7 @@ impl State<'_> {
     fn check_writer(&self) -> Result<(), IngestError> {
         match self.writer.take_failure() {
             None => Ok(()),
-            Some((rel, e)) if e.kind() == io::ErrorKind::AlreadyExists => Err(
-                IngestError::Rejected(format!("entry {rel} appears twice in the upload")),
-            ),
+            Some((rel, e)) if e.kind() == io::ErrorKind::AlreadyExists => Err(duplicate(&rel)),
             Some((rel, e)) => Err(self.write_error(e, &rel)),
         }
     }
@@ -496,7 +512,7 @@ impl State<'_> {
     }
 
     fn write_error(&self, error: io::Error, rel: &str) -> IngestError {
-        IngestError::from_io(error, &format!("writing {rel}"))
+        write_error(error, rel)
     }
 
     fn finish(self) -> Result<Extracted, IngestError> {
@@ -516,6 +532,9 @@ impl State<'_> {
                     .to_string(),
             ));
         }
+        if !self.links.is_empty() {
+            check_linked_tree(self.dest, self.limits.max_files)?;
+        }
         let mut manifest: Vec<(String, String)> = self.digests.into_iter().collect();
         manifest.sort();
         let mut links = self.links;
@@ -529,7 +548,200 @@ impl State<'_> {
             links,
             declared: self.declared,
             linked: 0,
+            generated: Vec::new(),
         })
+    }
+}
+
+/// Walks the extracted tree the way the index will serve it, following
+/// symlinks to directories: one leading back to a directory above it (a
+/// cycle, `docs/up -> ..`) is refused, and so is a tree that links make
+/// larger than `max_files` entries (links to links multiply). Only run when
+/// the upload has symlinks.
+fn check_linked_tree(dest: &Path, max_files: u64) -> Result<(), IngestError> {
+    use std::os::unix::fs::MetadataExt;
+    let io_error = |e: io::Error| IngestError::from_io(e, "checking directory symlinks");
+    let top = fs::metadata(dest).map_err(io_error)?;
+    // (directory on disk, its path as served, the (dev, ino) chain above it)
+    let mut stack = vec![(
+        dest.to_path_buf(),
+        String::new(),
+        vec![(top.dev(), top.ino())],
+    )];
+    let mut seen: u64 = 0;
+    let limit = max_files.saturating_mul(2).saturating_add(16);
+    while let Some((dir, prefix, chain)) = stack.pop() {
+        for entry in fs::read_dir(&dir).map_err(io_error)? {
+            let entry = entry.map_err(io_error)?;
+            seen += 1;
+            if seen > limit {
+                return Err(IngestError::TooLarge(format!(
+                    "through its directory symlinks the upload has more than {limit} entries"
+                )));
+            }
+            let rel = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            // Follows a symlink; a dangling one is left to the index to skip.
+            let Ok(m) = fs::metadata(entry.path()) else {
+                continue;
+            };
+            if !m.is_dir() {
+                continue;
+            }
+            if chain.contains(&(m.dev(), m.ino())) {
+                return Err(IngestError::Rejected(format!(
+                    "symlink {rel} leads back to a directory above it: the tree would be endless"
+                )));
+            }
+            let mut below = chain.clone();
+            below.push((m.dev(), m.ino()));
+            stack.push((entry.path(), format!("{rel}/"), below));
+        }
+    }
+    Ok(())
+}
+
+/// The refusal of a second entry with an earlier entry's path, whatever the
+/// types of both (GNU tar would replace the first; the upload is ambiguous).
+fn duplicate(rel: &str) -> IngestError {
+    IngestError::Rejected(format!("entry {rel} appears twice in the upload"))
+}
+
+/// An error writing entry `rel`. What the upload's own names and shape
+/// cause (a name twice, a path too long for the filesystem, too many links
+/// to one file, a path through a non-directory) is the client's to fix:
+/// 422 naming the entry, never a 5xx.
+fn write_error(error: io::Error, rel: &str) -> IngestError {
+    match error.raw_os_error() {
+        Some(libc::EEXIST) => duplicate(rel),
+        Some(libc::ENAMETOOLONG) => IngestError::Rejected(format!(
+            "entry {rel}: the path is too long for the filesystem"
+        )),
+        Some(libc::EMLINK) => IngestError::Rejected(format!(
+            "entry {rel}: too many links to one file or directory"
+        )),
+        Some(libc::ENOTDIR) | Some(libc::ELOOP) => IngestError::Rejected(format!(
+            "entry {rel}: its path goes through something that is not a directory"
+        )),
+        _ => IngestError::from_io(error, &format!("writing {rel}")),
+    }
+}
+
+/// The same rules for the other archive front-ends ([`super::zip_ingest`]):
+/// an entry's path, then a directory, a file or a symlink.
+impl<'a> State<'a> {
+    pub(super) fn new(dest: &'a Path, limits: &'a Limits) -> State<'a> {
+        State {
+            dest,
+            limits,
+            files: 0,
+            entries: 0,
+            bytes: 0,
+            digests: HashMap::new(),
+            links: Vec::new(),
+            taken: std::collections::HashSet::new(),
+            declared: None,
+            writer: FileWriter::new(),
+        }
+    }
+
+    /// Claims `rel` for an entry of the upload: a second entry of any type
+    /// with an earlier file's, link's or (for non-directories) directory's
+    /// name is refused the same way, before anything is written.
+    fn claim(&mut self, rel: &str, is_dir: bool) -> Result<(), IngestError> {
+        if is_dir {
+            if self.taken.contains(rel) {
+                return Err(duplicate(rel));
+            }
+            return Ok(());
+        }
+        // The writer thread creates files later, so the disk alone cannot
+        // tell; a directory of that name (made synchronously) is on disk.
+        if self.taken.contains(rel) || fs::symlink_metadata(self.dest.join(rel)).is_ok() {
+            return Err(duplicate(rel));
+        }
+        self.taken.insert(rel.to_string());
+        Ok(())
+    }
+
+    /// The checked components of an entry's path after `strip_components`;
+    /// `None` when the entry is to be skipped (stripped away, the top
+    /// directory itself, or a metadata file of ours).
+    pub(super) fn entry_components(
+        &mut self,
+        raw_path: &[u8],
+        is_dir: bool,
+    ) -> Result<Option<Vec<String>>, IngestError> {
+        self.entries += 1;
+        if self.entries > self.limits.max_files.saturating_mul(2).saturating_add(16) {
+            return Err(IngestError::TooLarge(format!(
+                "upload has more than {} entries",
+                self.limits.max_files
+            )));
+        }
+        let mut components = normal_components(raw_path)?;
+        let strip = self.limits.strip_components;
+        if strip > 0 {
+            if components.len() <= strip {
+                return Ok(None);
+            }
+            components.drain(..strip);
+        }
+        if components.is_empty() {
+            if is_dir {
+                return Ok(None);
+            }
+            return Err(IngestError::Rejected(format!(
+                "entry {:?} has an empty path",
+                lossy(raw_path)
+            )));
+        }
+        if components.len() == 1 && (components[0] == META_FILE || components[0] == MANIFEST_FILE) {
+            return Ok(None);
+        }
+        Ok(Some(components))
+    }
+
+    pub(super) fn add_dir(&mut self, components: &[String]) -> Result<(), IngestError> {
+        self.claim(&components.join("/"), true)?;
+        self.make_dirs(components)
+    }
+
+    /// A regular file; `size_hint` only sizes the first read buffer.
+    pub(super) fn add_regular(
+        &mut self,
+        components: &[String],
+        reader: &mut impl Read,
+        size_hint: u64,
+    ) -> Result<(), IngestError> {
+        let rel = components.join("/");
+        self.claim(&rel, false)?;
+        self.count_file(&rel)?;
+        self.make_dirs(&components[..components.len() - 1])?;
+        let path = self.dest.join(&rel);
+        let digest = self.write_file(reader, size_hint, &path, &rel)?;
+        self.digests.insert(rel, digest);
+        Ok(())
+    }
+
+    pub(super) fn add_symlink(
+        &mut self,
+        components: &[String],
+        target: &[u8],
+    ) -> Result<(), IngestError> {
+        let rel = components.join("/");
+        self.claim(&rel, false)?;
+        let target = symlink_target_inside(components, target).ok_or_else(|| {
+            IngestError::Rejected(format!("symlink {rel} points outside the deployment"))
+        })?;
+        self.count_file(&rel)?;
+        self.make_dirs(&components[..components.len() - 1])?;
+        symlink(&target, self.dest.join(&rel)).map_err(|e| self.write_error(e, &rel))?;
+        self.links.push((rel, target));
+        Ok(())
+    }
+
+    pub(super) fn finish_archive(self) -> Result<Extracted, IngestError> {
+        self.finish()
     }
 }
 
@@ -540,7 +752,7 @@ pub(super) fn make_dirs(dest: &Path, components: &[String]) -> Result<(), Ingest
     let mut path = dest.to_path_buf();
     for component in components {
         path.push(component);
-        let write_error = |e| IngestError::from_io(e, &format!("writing {component}"));
+        let write_error = |e| write_error(e, component);
         match fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => continue,
             Ok(_) => {
@@ -815,6 +1027,126 @@ mod tests {
             ));
             assert_eq!(err.status(), status, "{err}");
         }
+    }
+
+    /// Issue 11 input 5: any entry type reusing any earlier entry's path
+    /// is refused like two regular entries with one name (422 naming it),
+    /// never a 5xx (a hard link to itself gave `500 File exists`).
+    #[test]
+    fn a_path_used_twice_is_422_whatever_the_entry_types() {
+        let index = ("index.html", EntryType::Regular, &b"x"[..], "");
+        let other = ("other", EntryType::Regular, &b"o"[..], "");
+        let firsts = [
+            ("VERSION", EntryType::Regular, &b"1"[..], ""),
+            ("VERSION", EntryType::Symlink, &b""[..], "other"),
+            ("VERSION", EntryType::Link, &b""[..], "other"),
+            ("VERSION/", EntryType::Directory, &b""[..], ""),
+        ];
+        let seconds = [
+            ("VERSION", EntryType::Regular, &b"2"[..], ""),
+            ("VERSION", EntryType::Symlink, &b""[..], "other"),
+            ("VERSION", EntryType::Link, &b""[..], "other"),
+            ("VERSION", EntryType::Link, &b""[..], "VERSION"),
+        ];
+        for first in firsts {
+            for second in seconds {
+                if first.1 == EntryType::Directory && second.3 == "VERSION" {
+                    continue; // a hard link to a directory: refused anyway, below
+                }
+                let tar = tar_of(&[index, other, first, second]);
+                let (_dir, result) = run(&tar);
+                let err = result.expect_err(&format!("{first:?} then {second:?} accepted"));
+                assert_eq!(err.status(), 422, "{first:?} then {second:?}: {err}");
+                assert!(err.to_string().contains("VERSION"), "{err}");
+            }
+        }
+        // The exact input of the issue.
+        let tar = tar_of(&[
+            index,
+            ("VERSION", EntryType::Regular, b"1", ""),
+            ("VERSION", EntryType::Link, b"", "VERSION"),
+        ]);
+        let err = run(&tar).1.unwrap_err();
+        assert_eq!(err.status(), 422);
+        assert_eq!(err.to_string(), "entry VERSION appears twice in the upload");
+        // A hard link to a directory, and a file below a file.
+        for entries in [
+            vec![
+                index,
+                ("d/", EntryType::Directory, &b""[..], ""),
+                ("h", EntryType::Link, &b""[..], "d"),
+            ],
+            vec![
+                index,
+                ("f", EntryType::Regular, &b"f"[..], ""),
+                ("f/x", EntryType::Regular, &b"x"[..], ""),
+            ],
+        ] {
+            let err = run(&tar_of(&entries)).1.unwrap_err();
+            assert!(err.status() < 500, "{err}");
+        }
+    }
+
+    /// Issue 11 input 6: directory symlinks inside the upload are kept (the
+    /// index serves them); one leading back above itself is a cycle: 422.
+    #[test]
+    fn directory_symlinks_are_kept_and_cycles_refused() {
+        let index = ("index.html", EntryType::Regular, &b"x"[..], "");
+        let tar = tar_of(&[
+            index,
+            ("latest", EntryType::Symlink, b"", "v2"),
+            ("v2/app.js", EntryType::Regular, b"js", ""),
+            ("v2/index.html", EntryType::Regular, b"v2", ""),
+        ]);
+        let (dir, result) = run(&tar);
+        result.unwrap();
+        assert_eq!(
+            fs::read(dir.path().join("up.tmp/latest/app.js")).unwrap(),
+            b"js"
+        );
+        type Entry<'a> = (&'a str, EntryType, &'a [u8], &'a str);
+        let cycles: Vec<Vec<Entry>> = vec![
+            vec![index, ("docs/up", EntryType::Symlink, b"", "..")],
+            vec![index, ("docs/self", EntryType::Symlink, b"", ".")],
+            vec![
+                index,
+                ("a/", EntryType::Directory, b"", ""),
+                ("b/", EntryType::Directory, b"", ""),
+                ("a/to-b", EntryType::Symlink, b"", "../b"),
+                ("b/to-a", EntryType::Symlink, b"", "../a"),
+            ],
+        ];
+        for entries in cycles {
+            let err = run(&tar_of(&entries)).1.unwrap_err();
+            assert_eq!(err.status(), 422, "{err}");
+        }
+        // Links to links multiply a tree: 2^12 paths from 12 small directories.
+        let mut entries: Vec<(String, EntryType, &[u8], String)> =
+            vec![("index.html".into(), EntryType::Regular, b"x", String::new())];
+        for level in 0..12 {
+            entries.push((
+                format!("d{level}/f"),
+                EntryType::Regular,
+                b"f",
+                String::new(),
+            ));
+            if level > 0 {
+                for side in ["l", "r"] {
+                    entries.push((
+                        format!("d{level}/{side}"),
+                        EntryType::Symlink,
+                        b"",
+                        format!("../d{}", level - 1),
+                    ));
+                }
+            }
+        }
+        let refs: Vec<Entry> = entries
+            .iter()
+            .map(|(p, k, d, l)| (p.as_str(), *k, *d, l.as_str()))
+            .collect();
+        let err = run(&tar_of(&refs)).1.unwrap_err();
+        assert_eq!(err.status(), 413, "{err}");
     }
 
     #[test]

@@ -30,6 +30,102 @@ pub struct DeploymentMeta {
     /// Where the upload came from ("upload", "migrate:<container>", ...).
     #[serde(default)]
     pub source: String,
+    /// Precompressed siblings generated at deploy time (relative paths):
+    /// served only as an encoding of their base file, never as a URL of
+    /// their own, since the user never uploaded them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generated: Vec<String>,
+    /// Who deployed it, why, from which commit.
+    #[serde(flatten)]
+    pub provenance: Provenance,
+}
+
+/// Who deployed a deployment and from what: the audit trail's fields
+/// (the deployer's "timestamp, user, deployment id, commit/manifest").
+/// Every field is optional: a deployment made by hand has none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provenance {
+    /// Free text (`deploy --message`), at most [`MAX_MESSAGE`] characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The source commit (`deploy --commit`, or `git rev-parse HEAD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The git branch the commit was on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// True when the work tree had uncommitted changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dirty: Option<bool>,
+    /// `deploy --label k=v` pairs.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The name of the token that deployed it (`admin` for the bootstrap token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+}
+
+/// Longest `message`, in characters (Unicode scalar values, as JSON Schema's `maxLength` counts).
+pub const MAX_MESSAGE: usize = 4096;
+/// Longest commit, branch, label key or label value, in characters.
+pub const MAX_FIELD: usize = 256;
+/// Most labels on one deployment.
+pub const MAX_LABELS: usize = 32;
+
+impl Provenance {
+    /// Checks the sizes and characters a client sent; the error says which field is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        // Tab is text; any other control character (C0, DEL, C1) would be
+        // acted on by a terminal (`list`) or carried raw into HTML.
+        let control = |value: &str| value.chars().find(|c| c.is_control() && *c != '\t');
+        let short = |name: &str, value: &str| -> Result<(), String> {
+            if value.chars().count() > MAX_FIELD {
+                return Err(format!("{name} must be at most {MAX_FIELD} characters"));
+            }
+            if let Some(c) = control(value) {
+                return Err(format!(
+                    "{name} holds the control character U+{:04X}: only printable text (and tab) \
+                     is stored",
+                    c as u32
+                ));
+            }
+            Ok(())
+        };
+        if let Some(message) = &self.message {
+            if message.chars().count() > MAX_MESSAGE {
+                return Err(format!("message is over {MAX_MESSAGE} characters"));
+            }
+            // A message may span lines (a commit message); `list` and the
+            // dashboard show its first.
+            if let Some(c) = message
+                .chars()
+                .find(|c| c.is_control() && !matches!(c, '\t' | '\n'))
+            {
+                return Err(format!(
+                    "message holds the control character U+{:04X}: only printable text, tab \
+                     and line feed are stored",
+                    c as u32
+                ));
+            }
+        }
+        for (name, value) in [("commit", &self.commit), ("branch", &self.branch)] {
+            if let Some(value) = value {
+                short(name, value)?;
+            }
+        }
+        if self.labels.len() > MAX_LABELS {
+            return Err(format!("at most {MAX_LABELS} labels"));
+        }
+        for (key, value) in &self.labels {
+            if key.is_empty() {
+                return Err("a label needs a key: label=<key>=<value>".to_string());
+            }
+            short("a label key", key)?;
+            short("a label value", value)?;
+        }
+        Ok(())
+    }
 }
 
 impl DeploymentMeta {

@@ -5,24 +5,32 @@
 //! <root>/<service>/<deploymentId>/.deployer-meta.json
 //! <root>/<service>/<deploymentId>/.deployer-manifest   "sha256  path" lines
 //! <root>/<service>/current -> <deploymentId>   relative symlink
-//! <root>/<service>/<deploymentId>.tmp/         upload in progress, never served
+//! <root>/<service>/upload-<n>.tmp/             upload in progress (flocked by its owner), never served
+//! <root>/<service>/.activations.jsonl          every change of current (activations.rs)
+//! <root>/<service>/.pinned.json                pinned deployment ids (pins.rs)
 //! ```
 //!
 //! This module knows names and paths and nothing about HTTP. Everything that
 //! reads a name from a client or from the disk checks it with
 //! [`is_valid_name`] before joining it to a path.
 
+pub mod activations;
 pub mod dedup;
 pub mod deployments;
 pub mod flip;
 pub mod ingest;
 pub mod lock;
 pub mod meta;
+pub mod pins;
 pub mod precompress;
+pub mod space;
+pub mod upload;
 pub mod writer;
+pub mod zip_ingest;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
@@ -95,6 +103,51 @@ impl Layout {
         self.service_dir(service).join(CURRENT)
     }
 
+    /// Which deployment `current` names and since when: the link's own
+    /// mtime. Every flip creates a new link (ours renames a fresh one over
+    /// it, `ln -sfn` unlinks and recreates), so this is when the deployment
+    /// became current, the same for every process reading the volume
+    /// (watcher, replicas, restarts). The link is looked at twice around the
+    /// read so the time and the id belong to the same link.
+    pub fn read_current_since(&self, service: &str) -> Result<Option<(String, SystemTime)>> {
+        use std::os::unix::fs::MetadataExt;
+        let link = self.current_link(service);
+        let stat = |link: &Path| match std::fs::symlink_metadata(link) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot stat {}", link.display())),
+        };
+        for _ in 0..8 {
+            let Some(before) = stat(&link)? else {
+                return Ok(None);
+            };
+            let Some(id) = self.read_current(service)? else {
+                return Ok(None);
+            };
+            let Some(after) = stat(&link)? else {
+                return Ok(None);
+            };
+            if (before.ino(), before.mtime(), before.mtime_nsec())
+                == (after.ino(), after.mtime(), after.mtime_nsec())
+            {
+                let since = before
+                    .modified()
+                    .with_context(|| format!("no mtime for {}", link.display()))?;
+                return Ok(Some((id, since)));
+            }
+        }
+        anyhow::bail!("{} keeps changing while being read", link.display())
+    }
+
+    /// The mtime of `current`: when the deployment it names became current
+    /// (see [`Layout::read_current_since`]).
+    pub fn current_since(&self, service: &str) -> Result<SystemTime> {
+        let link = self.current_link(service);
+        std::fs::symlink_metadata(&link)
+            .and_then(|m| m.modified())
+            .with_context(|| format!("cannot stat {}", link.display()))
+    }
+
     /// Creates the root if it is missing (first start from a checkout).
     pub fn ensure_root(&self) -> Result<()> {
         std::fs::create_dir_all(&self.root)
@@ -163,32 +216,74 @@ impl Layout {
         Ok(Some(id))
     }
 
-    /// Removes `<id>.tmp` directories: uploads that never finished. Called at
-    /// startup, before anything can be uploading. Returns what was removed.
-    pub fn clean_tmp(&self, service: &str) -> Result<Vec<PathBuf>> {
+    /// Removes leftovers of uploads, deletions and flips that never
+    /// finished (`*.tmp` directories, `current.tmp-*` links) — but only
+    /// those no live process owns: an upload directory another process
+    /// holds a `flock` on ([`upload`]) is reported in `in_use` and kept, and
+    /// `current.tmp-*` links are kept while another process holds the
+    /// service's `.lock` (it is flipping). Called at startup.
+    pub fn clean_tmp(&self, service: &str) -> Result<Cleaned> {
         let dir = self.service_dir(service);
-        let mut removed = Vec::new();
+        let mut cleaned = Cleaned::default();
+        let mut flipping: Option<bool> = None;
         for entry in
             std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
         {
             let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let is_tmp = name.ends_with(TMP_SUFFIX) || name.starts_with("current.tmp-");
-            if !is_tmp {
-                continue;
-            }
             let path = entry.path();
-            let result = if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            let result = if (name.ends_with(TMP_SUFFIX)
+                || name.starts_with(upload::CREATING_PREFIX))
+                && is_dir
+            {
+                // Held until removed, so its owner cannot be mid-way either.
+                let _lock = match upload::try_lock(&path) {
+                    Ok(Some(lock)) => lock,
+                    Ok(None) => {
+                        cleaned.in_use.push(path);
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+                    }
+                };
                 std::fs::remove_dir_all(&path)
-            } else {
+            } else if name.ends_with(TMP_SUFFIX) || name.starts_with("current.tmp-") {
+                let busy = *flipping.get_or_insert_with(|| {
+                    matches!(upload::try_lock(&dir.join(".lock")), Ok(None))
+                });
+                if busy {
+                    cleaned.in_use.push(path);
+                    continue;
+                }
                 std::fs::remove_file(&path)
+            } else {
+                continue;
             };
-            result.with_context(|| format!("cannot remove leftover {}", path.display()))?;
-            removed.push(path);
+            match result {
+                Ok(()) => cleaned.removed.push(path),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot remove leftover {}", path.display()))
+                }
+            }
         }
-        Ok(removed)
+        Ok(cleaned)
     }
+}
+
+/// What [`Layout::clean_tmp`] found.
+#[derive(Debug, Default)]
+pub struct Cleaned {
+    /// Leftovers removed.
+    pub removed: Vec<PathBuf>,
+    /// Leftovers kept because a live process (another server on this
+    /// root) still owns them.
+    pub in_use: Vec<PathBuf>,
 }
 
 /// Calls `visit` with the metadata of every regular file under `dir`
@@ -256,8 +351,8 @@ mod tests {
         assert_eq!(layout.read_current("web").unwrap(), None);
         symlink("abc", dir.path().join("web/current")).unwrap();
         assert_eq!(layout.read_current("web").unwrap().as_deref(), Some("abc"));
-        let removed = layout.clean_tmp("web").unwrap();
-        assert_eq!(removed.len(), 1);
+        let cleaned = layout.clean_tmp("web").unwrap();
+        assert_eq!(cleaned.removed.len(), 1);
         assert!(!dir.path().join("web/def.tmp").exists());
         assert!(dir.path().join("web/abc").exists());
 

@@ -4,6 +4,8 @@
 //! traversal vectors are not "fixed" by a client library first).
 #![allow(dead_code)]
 
+pub mod docker;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -49,6 +51,31 @@ impl Root {
         let _ = std::fs::remove_file(&tmp);
         symlink(id, &tmp).unwrap();
         std::fs::rename(&tmp, service_dir.join("current")).unwrap();
+    }
+}
+
+impl Root {
+    /// Sets the mtime of `<service>/current` (the time the deployment
+    /// became current, which is every file's Last-Modified) to `time`, as
+    /// if the flip had happened then.
+    pub fn set_flip_time(&self, service: &str, time: std::time::SystemTime) {
+        let link = self.path().join(service).join("current");
+        let since = time.duration_since(std::time::UNIX_EPOCH).unwrap();
+        let stamp = libc::timespec {
+            tv_sec: since.as_secs() as libc::time_t,
+            tv_nsec: since.subsec_nanos() as _,
+        };
+        let path = std::ffi::CString::new(link.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string and two timespecs; the link itself is changed.
+        let rc = unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                [stamp, stamp].as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        assert_eq!(rc, 0, "utimensat {}", link.display());
     }
 }
 
@@ -242,13 +269,68 @@ pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     request(addr, "GET", path, headers)
 }
 
+/// `method path` with extra header lines. A site's files (`/s/…`) are
+/// asked for on a keep-alive connection, as browsers and proxies do (so
+/// the public server's fast path answers what it takes, `serve::fast`),
+/// and the one answer is read by its `Content-Length`; everything else
+/// with `Connection: close`.
 pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let keep_alive = path.starts_with("/s/") && matches!(method, "GET" | "HEAD");
+    let connection = if keep_alive {
+        ""
+    } else {
+        "Connection: close\r\n"
+    };
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n{connection}");
     for (k, v) in headers {
         text.push_str(&format!("{k}: {v}\r\n"));
     }
     text.push_str("\r\n");
-    raw(addr, text.as_bytes())
+    if keep_alive {
+        exchange(addr, text.as_bytes())
+    } else {
+        raw(addr, text.as_bytes())
+    }
+}
+
+/// Sends `request` on a new keep-alive connection and reads exactly one
+/// answer (it must carry `Content-Length` or have no body).
+pub fn exchange(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(request).expect("send request");
+    let head = request.starts_with(b"HEAD");
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head_text = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let status = head_text.split_whitespace().nth(1).unwrap_or("");
+            let framed = head
+                || head_text.contains("\r\ncontent-length:")
+                || matches!(status, "304" | "204");
+            if framed {
+                if let Some((response, _)) = parse_response(&data, head) {
+                    return response;
+                }
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+        }
+    }
+    parse_response(&data, head)
+        .unwrap_or_else(|| {
+            panic!(
+                "unparseable response to {:?}: {:?}",
+                String::from_utf8_lossy(request),
+                String::from_utf8_lossy(&data)
+            )
+        })
+        .0
 }
 
 /// Parses one response from the front of `data`; returns it and the bytes used.
@@ -430,4 +512,13 @@ pub fn history_ids(admin: SocketAddr, service: &str, auth: (&str, &str)) -> Vec<
         .iter()
         .map(|d| d["id"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Writes a config file with `previews = "public"` into `dir` and returns
+/// its path, for tests about preview serving rather than signing.
+#[allow(dead_code)]
+pub fn public_previews_config(dir: &Path) -> String {
+    let path = dir.join("public-previews.toml");
+    std::fs::write(&path, "previews = \"public\"\n").unwrap();
+    path.to_str().unwrap().to_string()
 }
