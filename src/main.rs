@@ -15,6 +15,37 @@ use project_http::config::{Config, IoBackendChoice, LogFormat, Overrides};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `println!` for the commands' output, without its panic when standard
+/// output is a closed pipe (`project-http status | head -1`).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` with [`outln!`]'s handling of a closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// Writes (and flushes) to standard output. A reader that went away
+/// (`EPIPE`: `| head` has what it wanted) ends the process quietly with
+/// success, as ripgrep and the coreutils do; another write error ends it
+/// with status 1 and says so on standard error.
+fn write_stdout(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("project-http: error: writing to standard output: {error}");
+        std::process::exit(1);
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "project-http",
@@ -429,7 +460,7 @@ fn main() -> ExitCode {
         Command::Healthcheck(args) => healthcheck(args),
         Command::Ensure(args) => report(docker_command(ensure(args))),
         Command::SeccompProfile => {
-            println!("{}", project_http::docker::seccomp::io_uring_profile());
+            outln!("{}", project_http::docker::seccomp::io_uring_profile());
             ExitCode::SUCCESS
         }
         Command::Status(args) => report(docker_command(status(args))),
@@ -486,49 +517,49 @@ async fn ensure(args: EnsureArgs) -> anyhow::Result<()> {
     let engine = docker::connect().await?;
     let result = ensure::ensure(&engine, &options).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        outln!("{}", serde_json::to_string_pretty(&result)?);
         return Ok(());
     }
     match result.action.as_str() {
-        "unchanged" => println!("{}: up to date, nothing changed", result.container),
-        "recreated" if result.gapless => println!(
+        "unchanged" => outln!("{}: up to date, nothing changed", result.container),
+        "recreated" if result.gapless => outln!(
             "{}: recreated without downtime ({}); volume kept",
             result.container,
             result.drift.join("; ")
         ),
-        "recreated" => println!(
+        "recreated" => outln!(
             "{}: recreated; it was not running, so the site was down until now ({}); volume kept",
             result.container,
             result.drift.join("; ")
         ),
-        "updated" => println!(
+        "updated" => outln!(
             "service {}: updated, rolled task by task ({}); volume kept",
             result.container,
             result.drift.join("; ")
         ),
-        action => println!("{}: {action}", result.container),
+        action => outln!("{}: {action}", result.container),
     }
     let routing = &options.routing;
     let scheme = if routing.uses_tls() { "https" } else { "http" };
-    println!(
+    outln!(
         "sites at {scheme}://{}/s/<service>/ (entry points {})",
         docker::hostname::url_host(&routing.host),
         routing.entrypoints.join(",")
     );
     if routing.subdomains {
-        println!(
+        outln!(
             "         {scheme}://<service>.{0}/ and previews at {scheme}://<id>--<service>.{0}/?exp=…&sig=… (signed links: `deploy --no-activate --public {scheme}://{0}` prints them)",
             routing.host
         );
     }
     if result.volume_created {
-        println!("volume {}: created", options.project.volume());
+        outln!("volume {}: created", options.project.volume());
     }
     if result.network_created {
-        println!("network {}: created", options.network);
+        outln!("network {}: created", options.network);
     }
     if let Some(token) = &result.generated_token {
-        println!("admin token (generated; keep it for deploys): {token}");
+        outln!("admin token (generated; keep it for deploys): {token}");
     }
     Ok(())
 }
@@ -547,9 +578,9 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let engine = docker::connect().await?;
     let status = docker::status::status(&engine, &project).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        print!("{}", docker::status::render(&status));
+        out!("{}", docker::status::render(&status));
     }
     Ok(())
 }
@@ -565,9 +596,9 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let engine = docker::connect().await?;
     let report = migrate::migrate(&engine, &options).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", migrate::render(&report));
+        out!("{}", migrate::render(&report));
     }
     Ok(())
 }
@@ -696,7 +727,7 @@ fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             plan.public
         );
     }
-    println!("{id}");
+    outln!("{id}");
     Ok(())
 }
 
@@ -704,7 +735,7 @@ fn flip_result(result: anyhow::Result<serde_json::Value>) -> anyhow::Result<()> 
     let answer = result?;
     let current = string_field(&answer, "current")?;
     let previous = answer["previous"].as_str().unwrap_or("-");
-    println!(
+    outln!(
         "{}: {previous} -> {current}",
         answer["service"].as_str().unwrap_or("?")
     );
@@ -726,13 +757,16 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
                 "created token {name} ({}); it is shown only now:",
                 scopes.join(", ")
             );
-            println!("{}", string_field(&answer, "token")?);
+            outln!("{}", string_field(&answer, "token")?);
         }
         TokenCommand::List { admin } => {
             let answer = client(&admin).tokens()?;
-            println!(
+            outln!(
                 "{:<24} {:<32} {:<42} {:<32} SCOPES",
-                "NAME", "CREATED", "EXPIRES", "LAST USED"
+                "NAME",
+                "CREATED",
+                "EXPIRES",
+                "LAST USED"
             );
             for t in answer["tokens"].as_array().into_iter().flatten() {
                 let scopes: Vec<&str> = t["scopes"]
@@ -741,7 +775,7 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
                     .flatten()
                     .filter_map(|s| s.as_str())
                     .collect();
-                println!(
+                outln!(
                     "{:<24} {:<32} {:<42} {:<32} {}",
                     t["name"].as_str().unwrap_or("?"),
                     t["createdAt"].as_str().unwrap_or("-"),
@@ -757,7 +791,7 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::Revoke { admin, name } => {
             client(&admin).revoke_token(&name)?;
-            println!("revoked token {name}");
+            outln!("revoked token {name}");
         }
     }
     Ok(())
@@ -765,7 +799,7 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
 
 fn pin(args: PinArgs, pinned: bool) -> anyhow::Result<()> {
     client(&args.admin).pin(&args.service, &args.id, pinned)?;
-    println!(
+    outln!(
         "{}: {} {}",
         args.service,
         args.id,
@@ -781,14 +815,14 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
         None => client.services()?,
     };
     if args.json {
-        println!("{answer}");
+        outln!("{answer}");
         return Ok(());
     }
     match &args.service {
         None => {
-            println!("{:<24} CURRENT", "SERVICE");
+            outln!("{:<24} CURRENT", "SERVICE");
             for service in answer["services"].as_array().into_iter().flatten() {
-                println!(
+                outln!(
                     "{:<24} {}",
                     service["name"].as_str().unwrap_or("?"),
                     service["current"].as_str().unwrap_or("-")
@@ -796,9 +830,15 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
             }
         }
         Some(_) => {
-            println!(
+            outln!(
                 "{:<2} {:<20} {:<32} {:>8} {:>14}  {:<10} {:<12} MESSAGE",
-                "", "ID", "CREATED", "FILES", "BYTES", "COMMIT", "ACTOR"
+                "",
+                "ID",
+                "CREATED",
+                "FILES",
+                "BYTES",
+                "COMMIT",
+                "ACTOR"
             );
             for d in answer["deployments"].as_array().into_iter().flatten() {
                 let commit = d["commit"].as_str().map_or_else(
@@ -812,7 +852,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
                         }
                     },
                 );
-                println!(
+                outln!(
                     "{:<2} {:<20} {:<32} {:>8} {:>14}  {:<10} {:<12} {}",
                     match (d["active"] == true, d["pinned"] == true) {
                         (true, true) => "*P",

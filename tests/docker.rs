@@ -160,9 +160,9 @@ impl Drop for TestProject {
         let filter = format!("label=deployer.project={}", self.id);
         let ids = docker(&["ps", "-aq", "--filter", &filter]);
         for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-            docker(&["rm", "-f", id]);
+            docker(&["rm", "-f", "-v", id]);
         }
-        docker(&["rm", "-f", &self.container()]);
+        docker(&["rm", "-f", "-v", &self.container()]);
         for volume in self.volumes.borrow().iter() {
             docker(&["volume", "rm", "-f", volume]);
         }
@@ -683,12 +683,28 @@ fn ensure_settles_what_an_interrupted_ensure_left() {
     create.extend_from_slice(&owned);
     create.extend_from_slice(&["--network", &project.network, IMAGE]);
     docker_ok(&create);
+    // Made without the project's mount, it has an anonymous volume (the
+    // image's VOLUME /srv/static): removing the container removes it too.
+    project.track_volumes(&next);
+    let anonymous: Vec<String> = project.inspect(&next)["Mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["Name"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(anonymous.len(), 1, "{anonymous:?}");
     docker_ok(&["start", &next]);
     let (ok, out, err) = project.ensure(&[]);
     assert!(ok, "{out}{err}");
     assert!(err.contains("interrupted ensure"), "{err}");
     assert!(out.contains("nothing changed"), "{out}");
     assert!(!docker(&["inspect", &next]).status.success(), "-next left");
+    assert!(
+        !docker(&["volume", "inspect", &anonymous[0]])
+            .status
+            .success(),
+        "the removed -next container's anonymous volume was left dangling"
+    );
     assert_eq!(project.inspect(&project.container())["Id"], serving);
 
     // Only -next: it is renamed, then ensured like any container.

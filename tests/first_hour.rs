@@ -625,3 +625,51 @@ fn changing_a_service_that_does_not_exist_leaves_nothing() {
         );
     }
 }
+
+/// Output into a pipe whose reader is gone (`project-http list | head -0`,
+/// `status | head -1`) ends the command quietly with success, as the
+/// coreutils and ripgrep do, instead of a `println!` panic (exit 101 and
+/// "failed printing to stdout"). The reader is closed before the command
+/// starts, so its first write meets `EPIPE` every time.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let root = Root::new();
+    let (_server, admin) = start(&root.path().join("data"), &[]);
+    let url = format!("http://{admin}");
+    let site = root.path().join("dist");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.html"), "<h1>piped</h1>").unwrap();
+    let (ok, _, err, _) = cli(
+        &[
+            "deploy",
+            "--admin",
+            &url,
+            "--service",
+            "web",
+            "--no-verify",
+            site.to_str().unwrap(),
+        ],
+        Some(TOKEN),
+    );
+    assert!(ok, "{err}");
+    for args in [
+        vec!["list", "--admin", url.as_str()],
+        vec!["list", "--admin", url.as_str(), "--service", "web"],
+        vec!["seccomp-profile"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = Command::new(common::binary())
+            .args(&args)
+            .env("PROJECT_HTTP_ADMIN_TOKEN", TOKEN)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && err.is_empty(),
+            "{args:?} into a closed pipe: {:?}, stderr: {err}",
+            output.status
+        );
+    }
+}

@@ -323,7 +323,7 @@ impl Drop for Cleanup {
             let out = docker(&["ps", "-aq", "--filter", &filter]);
             let ids = String::from_utf8_lossy(&out.stdout).into_owned();
             for id in ids.split_whitespace() {
-                docker(&["rm", "-f", id]);
+                docker(&["rm", "-f", "-v", id]);
             }
             if ids.trim().is_empty() || Instant::now() > deadline {
                 break;

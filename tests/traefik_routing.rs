@@ -74,7 +74,7 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let container = format!("project-http-{}", self.project);
         for name in [container.clone(), format!("{container}-next")] {
-            docker(&["rm", "-f", &name]);
+            docker(&["rm", "-f", "-v", &name]);
         }
         docker(&[
             "volume",

@@ -130,6 +130,8 @@ pub struct EnsureReport {
     /// For "recreated": whether the old container was serving and was
     /// replaced beside it (no gap), or was not running (the site was down).
     pub gapless: bool,
+    /// The URL forms the routers serve ([`super::labels::Routing::site_urls`]).
+    pub urls: Vec<String>,
     /// Set only when ensure generated a new token (print it once).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generated_token: Option<String>,
@@ -265,6 +267,7 @@ pub async fn ensure(docker: &Docker, options: &EnsureOptions) -> Result<EnsureRe
         gapless,
         volume_created,
         network_created,
+        urls: options.routing.site_urls(),
         generated_token,
     })
 }
@@ -787,12 +790,17 @@ pub(crate) async fn wait_ready(docker: &Docker, name: &str, network: &str) -> Re
     }
 }
 
+/// Removes `name` at once, with its anonymous volumes (`v`, as `docker rm
+/// -f -v`): the project's named volume is never removed by it, and an
+/// anonymous one (the image's `VOLUME /srv/static` when a container was
+/// made without the project's mount) would be left dangling.
 async fn force_remove(docker: &Docker, name: &str) -> Result<()> {
     docker
         .remove_container(
             name,
             Some(RemoveContainerOptions {
                 force: true,
+                v: true,
                 ..Default::default()
             }),
         )
@@ -800,7 +808,8 @@ async fn force_remove(docker: &Docker, name: &str) -> Result<()> {
         .with_context(|| format!("cannot remove container {name}"))
 }
 
-/// Stops `name` with its lame-duck period and drain, then removes it.
+/// Stops `name` with its lame-duck period and drain, then removes it with
+/// its anonymous volumes (as [`force_remove`]; the named volume stays).
 pub(crate) async fn remove(docker: &Docker, name: &str) -> Result<()> {
     let _ = docker
         .stop_container(
@@ -815,7 +824,7 @@ pub(crate) async fn remove(docker: &Docker, name: &str) -> Result<()> {
             name,
             Some(RemoveContainerOptions {
                 force: true,
-                v: false,
+                v: true,
                 ..Default::default()
             }),
         )
@@ -839,15 +848,7 @@ async fn create_and_start(docker: &Docker, name: &str, config: Config<String>) -
         .await
     {
         // Leave nothing half-created.
-        let _ = docker
-            .remove_container(
-                name,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await;
+        let _ = force_remove(docker, name).await;
         return Err(e).with_context(|| format!("cannot start container {name}"));
     }
     Ok(())

@@ -9,8 +9,6 @@
 
 use anyhow::{bail, Result};
 
-/// Accepts a DNS host name or an IP address; refuses the rest with a
-/// message naming the fix.
 /// `host` as it goes in a URL's authority (RFC 3986 §3.2.2): an IPv6
 /// address in brackets, anything else as is.
 pub fn url_host(host: &str) -> String {
@@ -21,6 +19,8 @@ pub fn url_host(host: &str) -> String {
     }
 }
 
+/// Accepts a DNS host name or an IP address; refuses the rest with a
+/// message naming the fix.
 pub fn validate_host(host: &str) -> Result<()> {
     if host.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());

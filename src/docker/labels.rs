@@ -112,6 +112,23 @@ impl Routing {
         self.tls || self.cert_resolver.is_some()
     }
 
+    /// The URL forms these routers serve, with `<service>` and `<id>` as
+    /// placeholders: `{scheme}://{host}/s/<service>/`, and with
+    /// `--subdomains` also `{scheme}://<service>.{host}/` and
+    /// `{scheme}://<id>--<service>.{host}/` (previews, signed). The scheme
+    /// is `https` when the routers terminate TLS. `ensure --json` reports
+    /// them as `urls`.
+    pub fn site_urls(&self) -> Vec<String> {
+        let scheme = if self.uses_tls() { "https" } else { "http" };
+        let host = super::hostname::url_host(&self.host);
+        let mut urls = vec![format!("{scheme}://{host}/s/<service>/")];
+        if self.subdomains {
+            urls.push(format!("{scheme}://<service>.{host}/"));
+            urls.push(format!("{scheme}://<id>--<service>.{host}/"));
+        }
+        urls
+    }
+
     /// Refuses what Traefik would turn into a dead router or a label it
     /// cannot parse, with the fix.
     pub fn validate(&self) -> Result<()> {
@@ -314,6 +331,29 @@ mod tests {
 
     fn project() -> Project {
         Project::new("42").unwrap()
+    }
+
+    #[test]
+    fn site_urls_follow_tls_subdomains_and_ip_hosts() {
+        assert_eq!(
+            Routing::new("p42.example.com").site_urls(),
+            ["http://p42.example.com/s/<service>/"]
+        );
+        let mut routing = Routing::new("p42.example.com");
+        routing.cert_resolver = Some("le".to_string());
+        routing.subdomains = true;
+        assert_eq!(
+            routing.site_urls(),
+            [
+                "https://p42.example.com/s/<service>/",
+                "https://<service>.p42.example.com/",
+                "https://<id>--<service>.p42.example.com/",
+            ]
+        );
+        assert_eq!(
+            Routing::new("2001:db8::1").site_urls(),
+            ["http://[2001:db8::1]/s/<service>/"]
+        );
     }
 
     #[test]

@@ -217,8 +217,11 @@ pub async fn migrate(docker: &Docker, options: &MigrateOptions) -> Result<Migrat
             docker
                 .remove_container(
                     &o.container_id,
+                    // With its anonymous volumes (`docker rm -v`): every
+                    // file it served was verified above against the copy.
                     Some(RemoveContainerOptions {
                         force: true,
+                        v: true,
                         ..Default::default()
                     }),
                 )

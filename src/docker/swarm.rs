@@ -387,6 +387,7 @@ pub async fn ensure_service(docker: &Docker, options: &EnsureOptions) -> Result<
         drift,
         volume_created,
         network_created,
+        urls: options.routing.site_urls(),
         generated_token,
     })
 }

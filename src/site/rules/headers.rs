@@ -251,6 +251,15 @@ mod tests {
         HeaderRules::parse(text, &Limits::default()).unwrap()
     }
 
+    /// A byte order mark before the first path pattern is not part of it.
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_pattern() {
+        let r = rules("\u{feff}/*\n  X-Frame-Options: DENY\n");
+        let mut h = HeaderMap::new();
+        r.apply("/index.html", &mut h);
+        assert_eq!(h["x-frame-options"], "DENY");
+    }
+
     #[test]
     fn blocks_combine_replace_and_remove() {
         let r = rules(

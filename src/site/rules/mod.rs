@@ -79,13 +79,16 @@ impl fmt::Display for RuleError {
 impl std::error::Error for RuleError {}
 
 /// The meaningful lines of a rule file, numbered from 1: blank and `#`
-/// comment lines are skipped; a line over `max_rule_chars` is an error.
+/// comment lines are skipped; a line over `max_rule_chars` is an error. A
+/// leading UTF-8 byte order mark (what Windows editors save) is not part of
+/// the first line.
 pub(crate) fn numbered_lines<'t>(
     text: &'t str,
     file: &'static str,
     limits: &Limits,
 ) -> impl Iterator<Item = Result<(usize, &'t str), RuleError>> {
     let max = limits.max_rule_chars;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     text.lines()
         .enumerate()
         .map(move |(i, line)| {

@@ -325,6 +325,17 @@ mod tests {
         })
     }
 
+    /// A file saved with a byte order mark (Notepad, some CI templating)
+    /// reads as without it, as on Netlify: the first rule is a rule.
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_rule() {
+        let r = parse("\u{feff}/old /new 301\n/a /b\n").unwrap();
+        assert_eq!(to(&r, "/old"), Some(("/new".into(), 301, false)));
+        assert_eq!(to(&r, "/a"), Some(("/b".into(), 302, false)));
+        let r = parse("\u{feff}# comment first\n/old /new 301\n").unwrap();
+        assert_eq!(to(&r, "/old"), Some(("/new".into(), 301, false)));
+    }
+
     #[test]
     fn every_form_and_status() {
         let r = parse(
