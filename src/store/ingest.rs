@@ -205,6 +205,13 @@ pub fn extract(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Extrac
         let entry = entry.map_err(|e| IngestError::from_io(e, "reading tar entry"))?;
         state.add(entry)?;
     }
+    // The tar reader stops at the end-of-archive blocks; what follows
+    // (record padding, and for gzip the trailer with the CRC-32 and size,
+    // RFC 1952 §2.3.1; zstd's content checksum) is read too, so a damaged
+    // or cut compressed stream is refused instead of deployed unchecked.
+    // The decompressed bytes stay capped by `limited`.
+    io::copy(&mut archive.into_inner(), &mut io::sink())
+        .map_err(|e| IngestError::from_io(e, "reading the end of the archive"))?;
     state.finish()
 }
 
@@ -954,6 +961,35 @@ mod tests {
         assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
         let c = tar_of(&[("index.html", EntryType::Regular, b"j", "")]);
         assert_ne!(run(&c).1.unwrap().digest, digests[0]);
+    }
+
+    /// A gzip stream whose trailer is cut off or whose CRC-32 does not
+    /// match (RFC 1952 §2.3.1) is refused, though the tar inside ended
+    /// well: the tar reader alone stops before the trailer. Trailing bytes
+    /// after the last member are refused too, as `tar xzf` (through
+    /// `gzip -d`, exit 2) does.
+    #[test]
+    fn a_gzip_stream_is_checked_to_its_end() {
+        let a = tar_of(&[("index.html", EntryType::Regular, b"<h1>x</h1>", "")]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&a).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(run(&gz).1.is_ok());
+        let mut twice = gz.clone();
+        twice.extend_from_slice(&gz);
+        assert!(run(&twice).1.is_ok(), "concatenated members are one stream");
+        let cut = &gz[..gz.len() - 8];
+        let mut bad_crc = gz.clone();
+        let at = gz.len() - 6;
+        bad_crc[at] ^= 0xff;
+        let mut trailing = gz.clone();
+        trailing.extend_from_slice(&[0u8; 512]);
+        for (what, bytes) in [("cut", cut), ("crc", &bad_crc), ("trailing", &trailing)] {
+            match run(bytes).1 {
+                Err(e) => assert_eq!(e.status(), 400, "{what}: {e}"),
+                Ok(_) => panic!("{what}: accepted"),
+            }
+        }
     }
 
     #[test]
