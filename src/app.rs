@@ -148,19 +148,6 @@ pub async fn start(config: &Config) -> Result<Running> {
     let shared_config = Arc::new(ArcSwap::from_pointee(config.clone()));
     let chart_interval =
         crate::admin::traffic::Traffic::interval_from_env().map_err(anyhow::Error::msg)?;
-    let admin_state = Arc::new(AdminState {
-        layout: layout.clone(),
-        registry: registry.clone(),
-        locks: Arc::new(ServiceLocks::default()),
-        events: Events::default(),
-        metrics: Arc::new(Metrics::default()),
-        config: shared_config.clone(),
-        auth: Auth::with_store(config.admin_token.as_deref(), layout.root()),
-        sessions: Default::default(),
-        preview_key,
-        webhook_stats: Default::default(),
-        traffic: Arc::new(crate::admin::traffic::Traffic::new(chart_interval)),
-    });
     let public_listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "cannot listen on {} (public port; set --listen or PROJECT_HTTP_LISTEN)",
@@ -177,6 +164,20 @@ pub async fn start(config: &Config) -> Result<Running> {
         })?;
     let public_addr = public_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
+    let admin_state = Arc::new(AdminState {
+        layout: layout.clone(),
+        registry: registry.clone(),
+        locks: Arc::new(ServiceLocks::default()),
+        events: Events::default(),
+        metrics: Arc::new(Metrics::default()),
+        config: shared_config.clone(),
+        auth: Auth::with_store(config.admin_token.as_deref(), layout.root()),
+        sessions: Default::default(),
+        preview_key,
+        webhook_stats: Default::default(),
+        traffic: Arc::new(crate::admin::traffic::Traffic::new(chart_interval)),
+        public_addr,
+    });
     let options = ListenOptions {
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,

@@ -137,7 +137,7 @@ pub fn hint(
     if admin_url != DEFAULT_ADMIN_URL {
         command.push_str(&format!(" --admin {admin_url}"));
     }
-    if public_url != crate::client::verify::default_public_url(&admin_url) {
+    if public_url != crate::client::verify::default_public_url(&admin_url, None) {
         command.push_str(&format!(" --public {public_url}"));
     }
     if token {

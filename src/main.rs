@@ -256,7 +256,8 @@ struct DeployArgs {
     /// Another path to check after the flip (repeatable), e.g. assets/app.js.
     #[arg(long = "verify-path", value_name = "PATH")]
     verify_paths: Vec<String>,
-    /// Public base URL to verify through [default: the admin host, port 8080]
+    /// Public base URL to verify through [default: the admin host, on the
+    /// port the server reports for its public listener (8080 in the container)]
     #[arg(long, env = "PROJECT_HTTP_PUBLIC_URL")]
     public: Option<String>,
     /// How long each verified path may take, retries included.
@@ -673,12 +674,16 @@ fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         "{}",
         project_http::client::summary(&args.service, id, &answer)
     );
+    // Without --public: the admin host on the port the server says its
+    // public listener has.
+    let public = args.public.clone().unwrap_or_else(|| {
+        let port = answer["publicPort"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok());
+        verify::default_public_url(&args.admin.admin, port)
+    });
     if answer["active"] != true {
         if let Some(path) = answer["preview"].as_str() {
-            let public = args
-                .public
-                .clone()
-                .unwrap_or_else(|| verify::default_public_url(&args.admin.admin));
             let path_form = format!("{}{path}", public.trim_end_matches('/'));
             // Under host routing the deployment has its own host too
             // (`<id>--<service>.<host_suffix>`), as a Netlify deploy preview.
@@ -712,10 +717,7 @@ fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             }
         }
         let plan = verify::VerifyPlan {
-            public: args
-                .public
-                .clone()
-                .unwrap_or_else(|| verify::default_public_url(&args.admin.admin)),
+            public: public.clone(),
             service: args.service.clone(),
             paths,
             timeout: args.verify_timeout,

@@ -673,3 +673,40 @@ fn output_into_a_closed_pipe_ends_quietly() {
         );
     }
 }
+
+/// `deploy` without `--public` verifies through the port the server's
+/// public listener really has (reported with the upload as `publicPort`),
+/// not a fixed 8080: a server started with `--listen 127.0.0.1:<port>` is
+/// verified, not "failed verification" and rolled back.
+#[test]
+fn a_deploy_verifies_through_the_servers_own_public_port() {
+    let root = Root::new();
+    let (server, admin) = start(&root.path().join("data"), &[]);
+    let site = root.path().join("dist");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.html"), "<h1>verified</h1>").unwrap();
+    let (ok, out, err, _) = cli(
+        &[
+            "deploy",
+            "--admin",
+            &format!("http://{admin}"),
+            "--service",
+            "web",
+            site.to_str().unwrap(),
+        ],
+        Some(TOKEN),
+    );
+    assert!(ok, "{out}{err}");
+    let through = format!(
+        "verified 1 path(s) through http://127.0.0.1:{}",
+        server.addr.port()
+    );
+    assert!(err.contains(&through), "{err}");
+    let answer = upload(
+        admin,
+        "web",
+        "",
+        &tar_of(&[("index.html", &b"<h1>again</h1>"[..])]),
+    );
+    assert_eq!(json(&answer)["publicPort"], server.addr.port());
+}

@@ -235,7 +235,8 @@ pub async fn upload(
                         "received": ex.received, "linked": ex.linked,
                         "generated": ex.generated.len(), "active": done.active,
                         "preview": preview, "previewHost": preview_host,
-                        "previewHostPath": preview_host_path}),
+                        "previewHostPath": preview_host_path,
+                        "publicPort": state.public_addr.port()}),
             )
         }
         Err(error) => workflow_error(error),

@@ -58,6 +58,9 @@ pub struct AdminState {
     pub webhook_stats: Arc<webhooks::WebhookStats>,
     /// The last hour of requests per service, for the dashboard's charts.
     pub traffic: Arc<traffic::Traffic>,
+    /// Where the public listener is bound (its port is reported with an
+    /// upload as `publicPort`, so `deploy` verifies through it).
+    pub public_addr: SocketAddr,
 }
 
 impl AdminState {

@@ -93,14 +93,18 @@ pub fn verify_or_roll_back(
     }
 }
 
-/// The public URL matching an admin URL: same host, port 8080 (the
-/// container's public port) unless `public` says otherwise.
-pub fn default_public_url(admin: &str) -> String {
+/// The public URL matching an admin URL when `deploy` is given no
+/// `--public`: the admin URL's scheme and host with `public_port`, the
+/// port the server reported for its public listener (`publicPort` of the
+/// upload's answer), or 8080 (the container's public port) when it did
+/// not say.
+pub fn default_public_url(admin: &str, public_port: Option<u16>) -> String {
     let trimmed = admin.trim_end_matches('/');
     let (scheme, rest) = trimmed.split_once("://").unwrap_or(("http", trimmed));
     let host = rest.split('/').next().unwrap_or(rest);
     let host = crate::host::without_port(host);
-    format!("{scheme}://{host}:8080")
+    let port = public_port.unwrap_or(8080);
+    format!("{scheme}://{host}:{port}")
 }
 
 /// Reads the expected bytes of `paths` from the deploy source: files of a
@@ -476,16 +480,20 @@ mod tests {
     #[test]
     fn public_url_follows_the_admin_host() {
         assert_eq!(
-            default_public_url("http://10.0.0.5:9080"),
+            default_public_url("http://10.0.0.5:9080", None),
             "http://10.0.0.5:8080"
         );
         assert_eq!(
-            default_public_url("http://[::1]:9080/"),
+            default_public_url("http://[::1]:9080/", None),
             "http://[::1]:8080"
         );
         assert_eq!(
-            default_public_url("http://deployer-host"),
+            default_public_url("http://deployer-host", None),
             "http://deployer-host:8080"
+        );
+        assert_eq!(
+            default_public_url("http://127.0.0.1:18082", Some(18081)),
+            "http://127.0.0.1:18081"
         );
     }
 }
