@@ -291,6 +291,19 @@ fn cli(args: &[&str], token: Option<&str>) -> (bool, String, String, Duration) {
     )
 }
 
+/// `project-http deploy --admin URL --service web [EXTRA…] SITE`.
+fn deploy_cli(
+    url: &str,
+    site: &Path,
+    extra: &[&str],
+    token: Option<&str>,
+) -> (bool, String, String, Duration) {
+    let mut args = vec!["deploy", "--admin", url, "--service", "web"];
+    args.extend_from_slice(extra);
+    args.push(site.to_str().unwrap());
+    cli(&args, token)
+}
+
 /// Item 4: the hint a first start prints is a command that works from
 /// where the user is (here: the binary's real path, as it is not on PATH
 /// and not run by cargo) and a URL a client can open.
@@ -358,20 +371,7 @@ fn the_cli_words_server_errors_in_its_own_terms() {
     let site = root.path().join("dist");
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("readme.txt"), "no index here").unwrap();
-    let deploy = |token: Option<&str>| {
-        cli(
-            &[
-                "deploy",
-                "--admin",
-                &url,
-                "--service",
-                "web",
-                "--no-verify",
-                site.to_str().unwrap(),
-            ],
-            token,
-        )
-    };
+    let deploy = |token: Option<&str>| deploy_cli(&url, &site, &["--no-verify"], token);
     let (ok, _, err, _) = deploy(Some(TOKEN));
     assert!(!ok);
     assert!(
@@ -639,18 +639,7 @@ fn output_into_a_closed_pipe_ends_quietly() {
     let site = root.path().join("dist");
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("index.html"), "<h1>piped</h1>").unwrap();
-    let (ok, _, err, _) = cli(
-        &[
-            "deploy",
-            "--admin",
-            &url,
-            "--service",
-            "web",
-            "--no-verify",
-            site.to_str().unwrap(),
-        ],
-        Some(TOKEN),
-    );
+    let (ok, _, err, _) = deploy_cli(&url, &site, &["--no-verify"], Some(TOKEN));
     assert!(ok, "{err}");
     for args in [
         vec!["list", "--admin", url.as_str()],
@@ -685,17 +674,7 @@ fn a_deploy_verifies_through_the_servers_own_public_port() {
     let site = root.path().join("dist");
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("index.html"), "<h1>verified</h1>").unwrap();
-    let (ok, out, err, _) = cli(
-        &[
-            "deploy",
-            "--admin",
-            &format!("http://{admin}"),
-            "--service",
-            "web",
-            site.to_str().unwrap(),
-        ],
-        Some(TOKEN),
-    );
+    let (ok, out, err, _) = deploy_cli(&format!("http://{admin}"), &site, &[], Some(TOKEN));
     assert!(ok, "{out}{err}");
     let through = format!(
         "verified 1 path(s) through http://127.0.0.1:{}",
