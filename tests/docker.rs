@@ -423,6 +423,63 @@ fn ensure_refuses_foreign_containers_and_missing_images_creating_nothing() {
     assert!(!docker(&["volume", "inspect", &volume]).status.success());
 }
 
+/// Two projects on one `--host`: Traefik would route the host to one of
+/// them only, so `ensure` warns and names the other project's container.
+/// The image check then fails, so nothing of this project is created.
+#[test]
+fn ensure_warns_when_another_project_routes_the_host() {
+    if !docker_ready() {
+        return;
+    }
+    let project = TestProject::new("w");
+    let other = TestProject::new("w2");
+    let host = format!("shared-{}.example.test", project.id);
+    let rule = format!(
+        "traefik.http.routers.project-{}.rule=Host(`{host}`)",
+        other.id
+    );
+    let owner = format!("deployer.project={}", other.id);
+    let name = other.container();
+    docker_ok(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        "deployer.managed=true",
+        "--label",
+        &owner,
+        "--label",
+        &rule,
+        IMAGE,
+    ]);
+    other.track_volumes(&name);
+    let ensure = |host: &str| {
+        run(&[
+            "ensure",
+            "--project",
+            &project.id,
+            "--host",
+            host,
+            "--network",
+            &project.network,
+            "--image",
+            "project-http:no-such-tag",
+        ])
+    };
+    let (ok, _, err) = ensure(&host);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!(
+            "warning: {host} is already routed by container {name} (project {})",
+            other.id
+        )),
+        "{err}"
+    );
+    let (ok, _, err) = ensure(&format!("alone-{}.example.test", project.id));
+    assert!(!ok);
+    assert!(!err.contains("already routed"), "{err}");
+}
+
 /// Creates a fake old per-deployment container from the project's image,
 /// with the old labels and files copied in through the archive API.
 fn old_container(

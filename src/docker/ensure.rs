@@ -140,6 +140,16 @@ pub struct EnsureReport {
 pub async fn ensure(docker: &Docker, options: &EnsureOptions) -> Result<EnsureReport> {
     let project = &options.project;
     options.routing.validate()?;
+    let others = others_on_host(docker, project, &options.routing.host).await;
+    if !others.is_empty() {
+        eprintln!(
+            "warning: {} is already routed by {}: Traefik sends a host's requests to one of \
+             its routers only, so one project's sites will not be reachable; give each project \
+             its own --host (or move the other: `project-http ensure --project <ID> --host <OTHER>`)",
+            options.routing.host,
+            others.join(", ")
+        );
+    }
     if options.swarm {
         return super::swarm::ensure_service(docker, options).await;
     }
@@ -794,6 +804,70 @@ pub(crate) async fn wait_ready(docker: &Docker, name: &str, network: &str) -> Re
 /// -f -v`): the project's named volume is never removed by it, and an
 /// anonymous one (the image's `VOLUME /srv/static` when a container was
 /// made without the project's mount) would be left dangling.
+/// Whether `labels` define a Traefik router whose rule is exactly
+/// `Host(`host`)` (what `ensure --host` writes).
+pub(crate) fn routes_host(labels: &HashMap<String, String>, host: &str) -> bool {
+    let rule = format!("Host(`{host}`)");
+    labels.iter().any(|(key, value)| {
+        key.starts_with("traefik.http.routers.") && key.ends_with(".rule") && *value == rule
+    })
+}
+
+/// Containers and Swarm services of other projects (managed by
+/// project-http) whose routers match `Host(host)`, as "container NAME
+/// (project ID)". A listing the engine refuses (a node outside a swarm has
+/// no services) counts as none: this only feeds a warning.
+async fn others_on_host(docker: &Docker, project: &Project, host: &str) -> Vec<String> {
+    let managed = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}=true", super::MANAGED_LABEL)],
+    )]);
+    let other = |labels: &HashMap<String, String>| {
+        let id = labels.get(super::PROJECT_LABEL).map(String::as_str);
+        (id != Some(project.id.as_str()) && routes_host(labels, host))
+            .then(|| id.unwrap_or("?").to_string())
+    };
+    let mut found = Vec::new();
+    let containers = docker
+        .list_containers(Some(bollard::container::ListContainersOptions::<String> {
+            all: true,
+            filters: managed.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_or_default();
+    for c in containers {
+        let Some(id) = c.labels.as_ref().and_then(&other) else {
+            continue;
+        };
+        // A Swarm task's container carries no router labels (they are on
+        // the service), so what is found here is a container.
+        let name = c.names.and_then(|n| n.first().cloned()).unwrap_or_default();
+        found.push(format!(
+            "container {} (project {id})",
+            name.trim_start_matches('/')
+        ));
+    }
+    let services = docker
+        .list_services(Some(bollard::service::ListServicesOptions::<String> {
+            filters: managed,
+            ..Default::default()
+        }))
+        .await
+        .unwrap_or_default();
+    for s in services {
+        let Some(spec) = s.spec else { continue };
+        let Some(id) = spec.labels.as_ref().and_then(&other) else {
+            continue;
+        };
+        found.push(format!(
+            "Swarm service {} (project {id})",
+            spec.name.unwrap_or_default()
+        ));
+    }
+    found
+}
+
 async fn force_remove(docker: &Docker, name: &str) -> Result<()> {
     docker
         .remove_container(
@@ -857,6 +931,23 @@ async fn create_and_start(docker: &Docker, name: &str, config: Config<String>) -
 #[cfg(test)]
 mod routing_change_tests {
     use super::*;
+
+    #[test]
+    fn a_router_for_the_host_is_found_by_its_exact_rule() {
+        let routing = super::super::labels::Routing::new("p.example.com");
+        let labels = routing.router_labels(&Project::new("41").unwrap(), &[]);
+        assert!(routes_host(&labels, "p.example.com"));
+        assert!(!routes_host(&labels, "q.example.com"));
+        assert!(!routes_host(&labels, "example.com"));
+        let hand_made = HashMap::from([(
+            "traefik.http.services.x.loadbalancer.server.port".to_string(),
+            "Host(`p.example.com`)".to_string(),
+        )]);
+        assert!(
+            !routes_host(&hand_made, "p.example.com"),
+            "not a router rule"
+        );
+    }
 
     #[test]
     fn the_interim_routing_renames_only_the_projects_own_names() {
