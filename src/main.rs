@@ -1,9 +1,11 @@
 //! The `project-http` command line. Parsing only: the work is in the library.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use project_http::client::{string_field, AdminClient, DeployRequest};
 use project_http::config::{Config, IoBackendChoice, LogFormat, Overrides};
@@ -35,7 +37,6 @@ macro_rules! out {
 /// success, as ripgrep and the coreutils do; another write error ends it
 /// with status 1 and says so on standard error.
 fn write_stdout(args: std::fmt::Arguments) {
-    use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     if let Err(error) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
         if error.kind() == std::io::ErrorKind::BrokenPipe {
@@ -759,7 +760,19 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
                 "created token {name} ({}); it is shown only now:",
                 scopes.join(", ")
             );
-            outln!("{}", string_field(&answer, "token")?);
+            // Shown only now: if it cannot be written (a closed pipe, a
+            // full disk), say so and fail rather than lose it quietly.
+            let token = string_field(&answer, "token")?;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{token}")
+                .and_then(|()| stdout.flush())
+                .with_context(|| {
+                    format!(
+                        "token {name} was created but could not be written to standard output; \
+                         it cannot be shown again: revoke it (`project-http token revoke {name}`) \
+                         and create another"
+                    )
+                })?;
         }
         TokenCommand::List { admin } => {
             let answer = client(&admin).tokens()?;

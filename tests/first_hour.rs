@@ -661,6 +661,25 @@ fn output_into_a_closed_pipe_ends_quietly() {
             output.status
         );
     }
+    // But a token is shown only once: losing it is an error that says
+    // what to do.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(common::binary())
+        .args([
+            "token", "create", "--admin", &url, "--name", "piped", "--scope", "read",
+        ])
+        .env("PROJECT_HTTP_ADMIN_TOKEN", TOKEN)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("could not be written to standard output")
+            && err.contains("project-http token revoke piped"),
+        "{err}"
+    );
 }
 
 /// `deploy` without `--public` verifies through the port the server's

@@ -142,6 +142,50 @@ fn deploy_cli_shows_507_and_413_refusals_without_retrying() {
     }
 }
 
+/// A query the server refuses before it reads the body (a control
+/// character in `--message`, an id it does not allow, an over-long label)
+/// is answered 400 at once and the CLI shows that answer: the server
+/// reads the rest of the body (bounded) instead of closing on it, so the
+/// client, still sending several MiB, gets no "broken pipe" and does not
+/// retry.
+#[test]
+fn deploy_cli_shows_a_refused_query_without_retrying() {
+    let root = Root::new();
+    let dir = tempfile::tempdir().unwrap();
+    let site_dir = dir.path().join("site");
+    std::fs::create_dir(&site_dir).unwrap();
+    std::fs::write(site_dir.join("index.html"), "<h1>hello</h1>").unwrap();
+    // Incompressible: far more than the socket buffers hold.
+    let noise: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(site_dir.join("noise.bin"), &noise).unwrap();
+    let (server, admin) = Server::start_with_token(root.path(), TOKEN, &[]);
+    let public = format!("http://{}", server.addr);
+    let label = format!("k={}", "v".repeat(300));
+    for (extra, needle) in [
+        (vec!["--message", "bad\u{1b}[31m"], "control character"),
+        (vec!["--id", "bad.id"], "id"),
+        (vec!["--label", label.as_str()], "label"),
+    ] {
+        let started = std::time::Instant::now();
+        let (ok, stdout, stderr) = common::deploy_web(admin, &public, TOKEN, &site_dir, &extra);
+        assert!(!ok, "{extra:?}: deploy succeeded: {stdout}");
+        assert!(
+            stderr.contains("400") && stderr.contains(needle),
+            "{extra:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("retrying")
+                && !stderr.contains("cannot reach")
+                && !stderr.contains("Broken pipe"),
+            "{extra:?}: {stderr}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    }
+    assert!(!root.path().join("web").exists(), "nothing left on disk");
+}
+
 /// `POST …/preview` with no body at all (no Content-Length) means the
 /// defaults; a missing deployment is 404 whatever the body says.
 #[test]

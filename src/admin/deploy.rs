@@ -165,11 +165,16 @@ pub async fn upload(
     request: Request<Incoming>,
     actor: &str,
 ) -> Response<Body> {
+    let config = state.config.load_full();
     let options = match parse_upload_query(request.uri().query()) {
         Ok(options) => options,
-        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
+        Err(message) => {
+            // Refused before the body is read: read it anyway (bounded) so
+            // a client still sending gets this answer, not a broken pipe.
+            tokio::spawn(linger(request.into_body(), config.max_upload_bytes));
+            return error_response(StatusCode::BAD_REQUEST, &message);
+        }
     };
-    let config = state.config.load_full();
     let limits = Limits {
         max_upload_bytes: config.max_upload_bytes,
         max_files: config.max_files,
@@ -336,7 +341,8 @@ const LINGER_IDLE: Duration = Duration::from_secs(5);
 /// [`LINGER_IDLE`] of silence — so a client still writing can finish and
 /// read the refusal (a 413 or 507) already sent, instead of failing with
 /// "broken pipe" when the server closes on unread data (nginx's lingering
-/// close). Only authenticated uploads reach this.
+/// close). Only authenticated uploads reach this (a 413 by
+/// `Content-Length`, a query refused, an archive refused mid-stream).
 pub async fn linger(mut body: Incoming, max_bytes: u64) {
     let deadline = tokio::time::Instant::now() + LINGER_TOTAL;
     let mut read: u64 = 0;
