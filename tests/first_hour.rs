@@ -400,6 +400,23 @@ fn the_cli_words_server_errors_in_its_own_terms() {
     }
     let (ok, _, err, _) = cli(&["list", "--admin", &url], None);
     assert!(!ok && err.contains("wants a token"), "{err}");
+
+    // A tarball of the build directory itself (`tar czf site.tar.gz dist`):
+    // the message says where index.html is and how to pack it.
+    std::fs::write(site.join("index.html"), "<h1>in dist</h1>").unwrap();
+    let packed = root.path().join("prefixed.tar");
+    std::fs::write(
+        &packed,
+        tar_of(&[("dist/index.html", &b"<h1>in dist</h1>"[..])]),
+    )
+    .unwrap();
+    let (ok, _, err, _) = deploy_cli(&url, &packed, &["--no-verify"], Some(TOKEN));
+    assert!(!ok);
+    assert!(
+        err.contains("but dist/index.html") && err.contains("tar -C <dir> -czf site.tar.gz ."),
+        "{err}"
+    );
+    assert!(!err.contains("strip_components"), "{err}");
 }
 
 /// Item 6: a deploy to a loopback admin where nothing listens fails at

@@ -149,6 +149,11 @@ impl AdminClient {
                     "(send require_index=false to allow that)",
                     "(pass --no-require-index to allow that)",
                 )
+                .replace(
+                    "send strip_components=1 to serve",
+                    "deploy that directory itself, or pack the archive from inside it \
+                     (`tar -C <dir> -czf site.tar.gz .`), to serve",
+                )
                 .replace("require_index=false", "--no-require-index"),
         };
         ApiError {

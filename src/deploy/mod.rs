@@ -622,10 +622,9 @@ fn finish_upload(
             && !extracted.manifest.iter().any(|(p, _)| p == "index.html")
             && !extracted.links.iter().any(|(p, _)| p == "index.html")
         {
-            return Err(IngestError::Rejected(
-                "upload has no top-level index.html (send require_index=false to allow that)"
-                    .to_string(),
-            ));
+            let paths = extracted.manifest.iter().map(|(p, _)| p);
+            let paths = paths.chain(extracted.links.iter().map(|(p, _)| p));
+            return Err(ingest::no_index(paths.map(String::as_str)));
         }
     }
     site::rules::SiteRules::load(dir, rule_limits)

@@ -161,6 +161,38 @@ pub fn tree_digest(manifest: &[(String, String)], links: &[(String, String)]) ->
     hex::encode(hasher.finalize())
 }
 
+/// The refusal of an upload without a top-level `index.html` (`paths`: its
+/// files and links). When the whole upload is under one directory that
+/// has an `index.html` (a tarball of `dist/` rather than of its contents),
+/// it says so and names `strip_components=1`.
+pub fn no_index<'a>(paths: impl Iterator<Item = &'a str>) -> IngestError {
+    let mut top: Option<&str> = None;
+    let mut one_dir = true;
+    let mut nested_index = false;
+    for path in paths {
+        let Some((first, rest)) = path.split_once('/') else {
+            one_dir = false;
+            break;
+        };
+        if top.is_some_and(|t| t != first) {
+            one_dir = false;
+            break;
+        }
+        top = Some(first);
+        nested_index |= rest == "index.html";
+    }
+    match top {
+        Some(dir) if one_dir && nested_index => IngestError::Rejected(format!(
+            "upload has no top-level index.html, but {dir}/index.html: the whole upload is \
+             under {dir}/ (send strip_components=1 to serve {dir}/ as the site)"
+        )),
+        _ => IngestError::Rejected(
+            "upload has no top-level index.html (send require_index=false to allow that)"
+                .to_string(),
+        ),
+    }
+}
+
 /// Largest `.deployer-manifest` a differential upload may carry.
 const MAX_DECLARED_MANIFEST: u64 = 64 << 20;
 
@@ -534,10 +566,8 @@ impl State<'_> {
             && !self.digests.contains_key("index.html")
             && !self.links.iter().any(|(p, _)| p == "index.html")
         {
-            return Err(IngestError::Rejected(
-                "upload has no top-level index.html (send require_index=false to allow that)"
-                    .to_string(),
-            ));
+            let paths = self.digests.keys().chain(self.links.iter().map(|(p, _)| p));
+            return Err(no_index(paths.map(String::as_str)));
         }
         if !self.links.is_empty() {
             check_linked_tree(self.dest, self.limits.max_files)?;
@@ -961,6 +991,37 @@ mod tests {
         assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
         let c = tar_of(&[("index.html", EntryType::Regular, b"j", "")]);
         assert_ne!(run(&c).1.unwrap().digest, digests[0]);
+    }
+
+    /// Without a top-level index.html, a tarball of the build directory
+    /// itself (`dist/…`) is told apart and gets the fix named.
+    #[test]
+    fn a_missing_index_names_the_directory_it_is_in() {
+        let text = |paths: &[&str]| no_index(paths.iter().copied()).to_string();
+        let nested = text(&["dist/index.html", "dist/assets/app.js"]);
+        assert!(
+            nested.contains("but dist/index.html") && nested.contains("strip_components=1"),
+            "{nested}"
+        );
+        for paths in [
+            &["dist/index.html", "other/a.js"][..],
+            &["dist/about.html", "dist/docs/index.html"],
+            &["readme.txt"],
+            &["dist/index.html", "top.txt"],
+            &[],
+        ] {
+            let plain = text(paths);
+            assert!(
+                plain.contains("require_index=false") && !plain.contains("strip_components"),
+                "{paths:?}: {plain}"
+            );
+        }
+        let tar = tar_of(&[("dist/index.html", EntryType::Regular, b"<h1>x</h1>", "")]);
+        let Err(refused) = run(&tar).1 else {
+            panic!("a tarball of dist/ was accepted")
+        };
+        let refused = refused.to_string();
+        assert!(refused.contains("dist/index.html"), "{refused}");
     }
 
     /// A gzip stream whose trailer is cut off or whose CRC-32 does not
