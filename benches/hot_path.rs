@@ -50,6 +50,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let request = Request::get("/s/web/d7/f4207.js")
+        .header("host", "localhost")
         .header("accept-encoding", "gzip, deflate, br")
         .body(())
         .unwrap();
@@ -60,6 +61,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     let conditional = Request::get("/s/web/index.html")
+        .header("host", "localhost")
         .header("if-none-match", "\"0000\", \"1111\"")
         .body(())
         .unwrap();

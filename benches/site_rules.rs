@@ -70,7 +70,10 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let request = Request::get("/s/web/assets/app.js").body(()).unwrap();
+    let request = Request::get("/s/web/assets/app.js")
+        .header("host", "localhost")
+        .body(())
+        .unwrap();
     for _ in 0..n {
         let response = runtime.block_on(handle(&state, &request));
         assert_eq!(response.status(), 200);

@@ -199,6 +199,7 @@ fn fast_fixture() -> &'static FastFixture {
         ] {
             for coding in ["gzip", "identity"] {
                 let request = http::Request::get(format!("/s/web/{name}"))
+                    .header("host", "localhost")
                     .header("accept-encoding", coding)
                     .body(())
                     .expect("request");

@@ -100,7 +100,9 @@ proptest! {
             ),
         )
             .prop_map(|(method, target, fields)| {
-                let mut head = format!("{method} {target} HTTP/1.1\r\n");
+                // With Host (without it HTTP/1.1 is a 400 the fast path
+                // leaves to hyper); a generated Host field repeats it.
+                let mut head = format!("{method} {target} HTTP/1.1\r\nHost: x\r\n");
                 for (name, value) in fields {
                     head.push_str(&format!("{name}: {value}\r\n"));
                 }

@@ -130,6 +130,53 @@ fn host_suffix_by_flag_and_by_env_without_a_config_file() {
     }
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, or with two, is a
+/// 400 (on the fast path's URLs too); §3.2.2: an absolute-form target
+/// names the host, and `Host` is ignored.
+#[test]
+fn the_host_comes_from_one_host_field_or_the_absolute_target() {
+    let root = sites();
+    let server = Server::start(root.path(), &["--host-suffix", SUFFIX]);
+    for head in [
+        "GET /s/web/app.js HTTP/1.1\r\nConnection: close\r\n\r\n".to_string(),
+        "GET /s/web/app.js HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n".to_string(),
+        format!(
+            "GET / HTTP/1.1\r\nHost: {0}\r\nHost: {0}\r\nConnection: close\r\n\r\n",
+            host("web")
+        ),
+    ] {
+        let r = raw(server.addr, head.as_bytes());
+        assert_eq!(r.status, 400, "{head:?}: {}", r.text());
+        assert!(r.text().contains("Host"), "{}", r.text());
+    }
+    // HTTP/1.0 has no such rule.
+    let r = raw(server.addr, b"GET /s/web/app.js HTTP/1.0\r\n\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "js v1"));
+    // Keep-alive on the fast path's URL: declined, answered 400 by hyper.
+    let r = raw(
+        server.addr,
+        b"GET /s/web/app.js HTTP/1.1\r\nConnection: keep-alive\r\n\r\n\
+          GET /s/web/app.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+
+    let absolute = |target: String, host_field: String| {
+        raw(
+            server.addr,
+            format!("GET {target} HTTP/1.1\r\nHost: {host_field}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+    };
+    let r = absolute(format!("http://{}/app.js", host("web")), host("my--site"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "js v1"),
+        "by the target"
+    );
+    let r = absolute(format!("http://{}/", host("my--site")), host("web"));
+    assert_eq!((r.status, r.text().as_str()), (200, "<h1>my--site</h1>"));
+}
+
 #[test]
 fn preview_subdomains_serve_the_deployment_and_refuse_what_no_label_names() {
     let root = sites();

@@ -134,6 +134,9 @@ impl<'a> Fields<'a> {
             }
             *slot = Some(header.value);
         }
+        // Without `Host` an HTTP/1.1 request is a 400 (RFC 9112 §3.2),
+        // answered by the full path.
+        fields.host?;
         Some(fields)
     }
 }
@@ -457,23 +460,25 @@ mod tests {
             Some((Some("br".into()), Some("\"a\"".into()), false))
         );
         assert_eq!(
-            fields(b"GET / HTTP/1.1\r\nconnection: Keep-Alive\r\nIf-Modified-Since: x\r\n\r\n"),
+            fields(b"GET / HTTP/1.1\r\nHost: x\r\nconnection: Keep-Alive\r\nIf-Modified-Since: x\r\n\r\n"),
             Some((None, None, true))
         );
         for declined in [
-            &b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
-            b"GET / HTTP/1.1\r\nRange: bytes=0-1\r\n\r\n",
-            b"GET / HTTP/1.1\r\nIf-Range: \"a\"\r\n\r\n",
-            b"GET / HTTP/1.1\r\nIf-Match: *\r\n\r\n",
-            b"GET / HTTP/1.1\r\nIf-Unmodified-Since: x\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
-            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
-            b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
-            b"GET / HTTP/1.1\r\nTE: trailers\r\n\r\n",
-            b"GET / HTTP/1.1\r\nAccept-Encoding: br\r\naccept-encoding: gzip\r\n\r\n",
-            b"GET / HTTP/1.1\r\nIf-None-Match: \"a\"\r\nIf-None-Match: \"b\"\r\n\r\n",
+            &b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nIf-Range: \"a\"\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nIf-Match: *\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nIf-Unmodified-Since: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br\r\naccept-encoding: gzip\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"a\"\r\nIf-None-Match: \"b\"\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            // No Host: a 400, which is the full path's (RFC 9112 §3.2).
+            b"GET / HTTP/1.1\r\nAccept-Encoding: br\r\n\r\n",
         ] {
             assert_eq!(
                 fields(declined),

@@ -138,6 +138,16 @@ pub async fn handle<B>(state: &PublicState, request: &Request<B>) -> Response<Bo
             )
         }
     };
+    // RFC 9112 §3.2: an HTTP/1.1 request without a Host field, or with
+    // more than one, is answered 400 (hyper leaves that to the server).
+    if request.version() == http::Version::HTTP_11
+        && request.headers().get_all(HOST).iter().count() != 1
+    {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "bad request: an HTTP/1.1 request carries exactly one Host header field (RFC 9112 §3.2)",
+        );
+    }
     let raw_path = request.uri().path();
     let query = request.uri().query();
     let decoded = match path::decode(raw_path) {
@@ -161,7 +171,7 @@ pub async fn handle<B>(state: &PublicState, request: &Request<B>) -> Response<Bo
         trailing_slash: decoded.trailing_slash,
         mount: "",
     };
-    if let Some(label) = host_label(&settings, request.headers()) {
+    if let Some(label) = host_label(&settings, request) {
         return site.host_routed(&label, &decoded.segments).await;
     }
     match decoded.segments.as_slice() {
@@ -219,10 +229,16 @@ pub async fn handle<B>(state: &PublicState, request: &Request<B>) -> Response<Bo
 }
 
 /// `Host: <label><host_suffix>` → `<label>` (lowercased), when host
-/// routing is on ([`host_routing`] says what the label names).
-fn host_label(settings: &Settings, headers: &HeaderMap) -> Option<String> {
+/// routing is on ([`host_routing`] says what the label names). For an
+/// absolute-form request (`GET http://a.example/x`) the target's authority
+/// is the host and `Host` is ignored (RFC 9112 §3.2.2).
+fn host_label<B>(settings: &Settings, request: &Request<B>) -> Option<String> {
     let suffix = settings.host_suffix.as_deref()?;
-    host_routing::label(headers.get(HOST)?.to_str().ok()?, suffix)
+    let host = match request.uri().authority() {
+        Some(authority) => authority.as_str(),
+        None => request.headers().get(HOST)?.to_str().ok()?,
+    };
+    host_routing::label(host, suffix)
 }
 
 /// Representation metadata a `_headers` rule may set on a 200 but that a
