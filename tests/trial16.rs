@@ -143,47 +143,105 @@ fn deploy_cli_shows_507_and_413_refusals_without_retrying() {
 }
 
 /// A query the server refuses before it reads the body (a control
-/// character in `--message`, an id it does not allow, an over-long label)
-/// is answered 400 at once and the CLI shows that answer: the server
-/// reads the rest of the body (bounded) instead of closing on it, so the
-/// client, still sending several MiB, gets no "broken pipe" and does not
-/// retry.
+/// character in `--message`, an id it does not allow, an over-long label),
+/// or a token it refuses: `deploy` says so at once, before the upload (the
+/// query is checked as the server parses it; a full upload is preceded by
+/// an empty manifest that the token must pass), with no retry and no
+/// "broken pipe". The upload is an 8 MiB archive file, far more than the
+/// socket buffers hold.
 #[test]
-fn deploy_cli_shows_a_refused_query_without_retrying() {
+fn deploy_cli_shows_a_refused_query_or_token_without_retrying() {
     let root = Root::new();
     let dir = tempfile::tempdir().unwrap();
     let site_dir = dir.path().join("site");
     std::fs::create_dir(&site_dir).unwrap();
     std::fs::write(site_dir.join("index.html"), "<h1>hello</h1>").unwrap();
-    // Incompressible: far more than the socket buffers hold.
     let noise: Vec<u8> = (0..8u32 << 20)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     std::fs::write(site_dir.join("noise.bin"), &noise).unwrap();
+    let archive = dir.path().join("site.tar");
+    std::fs::write(
+        &archive,
+        tar_of(&[
+            ("index.html", &b"<h1>hello</h1>"[..]),
+            ("noise.bin", &noise),
+        ]),
+    )
+    .unwrap();
     let (server, admin) = Server::start_with_token(root.path(), TOKEN, &[]);
     let public = format!("http://{}", server.addr);
     let label = format!("k={}", "v".repeat(300));
-    for (extra, needle) in [
-        (vec!["--message", "bad\u{1b}[31m"], "control character"),
-        (vec!["--id", "bad.id"], "id"),
-        (vec!["--label", label.as_str()], "label"),
-    ] {
-        let started = std::time::Instant::now();
-        let (ok, stdout, stderr) = common::deploy_web(admin, &public, TOKEN, &site_dir, &extra);
-        assert!(!ok, "{extra:?}: deploy succeeded: {stdout}");
-        assert!(
-            stderr.contains("400") && stderr.contains(needle),
-            "{extra:?}: {stderr}"
-        );
-        assert!(
-            !stderr.contains("retrying")
-                && !stderr.contains("cannot reach")
-                && !stderr.contains("Broken pipe"),
-            "{extra:?}: {stderr}"
-        );
-        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    for source in [&site_dir, &archive] {
+        for (extra, token, needle) in [
+            (
+                vec!["--message", "bad\u{1b}[31m"],
+                TOKEN,
+                "control character",
+            ),
+            (vec!["--id", "bad.id"], TOKEN, "id"),
+            (vec!["--label", label.as_str()], TOKEN, "label"),
+            (vec!["--full"], "not-the-token", "refused the token"),
+        ] {
+            let started = std::time::Instant::now();
+            let (ok, stdout, stderr) = common::deploy_web(admin, &public, token, source, &extra);
+            assert!(!ok, "{extra:?}: deploy succeeded: {stdout}");
+            assert!(stderr.contains(needle), "{source:?} {extra:?}: {stderr}");
+            assert!(
+                !stderr.contains("retrying")
+                    && !stderr.contains("cannot reach")
+                    && !stderr.contains("Broken pipe"),
+                "{source:?} {extra:?}: {stderr}"
+            );
+            assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        }
     }
     assert!(!root.path().join("web").exists(), "nothing left on disk");
+}
+
+/// The server's side of the same: a client that writes the whole body
+/// before reading (as ureq does) still reads the refusal, whether the query
+/// was refused (400) or the declared length is over `max_upload_bytes`
+/// (413): the server reads the rest instead of closing on it (bounded in
+/// time).
+#[test]
+fn a_refused_upload_is_read_to_its_end_and_answered() {
+    use std::io::{Read, Write};
+    let root = Root::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "small.toml", "max_upload_bytes = 1000000\n");
+    let (_server, admin) = Server::start_with_token(root.path(), TOKEN, &["--config", &path]);
+    let body = vec![7u8; 8 << 20];
+    for (query, status) in [("?id=bad.id", 400), ("", 413)] {
+        let mut stream = std::net::TcpStream::connect(admin).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        write!(
+            stream,
+            "POST /services/web/deployments{query} HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        for chunk in body.chunks(64 << 10) {
+            stream
+                .write_all(chunk)
+                .unwrap_or_else(|e| panic!("{query:?}: the server closed on the body: {e}"));
+        }
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "{query:?}: closed without an answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{query:?}: {text}"
+        );
+    }
 }
 
 /// `POST …/preview` with no body at all (no Content-Length) means the

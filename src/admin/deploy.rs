@@ -91,6 +91,13 @@ struct UploadOptions {
     provenance: Provenance,
 }
 
+/// Checks an upload's query as `POST …/deployments` parses it; `Err` holds
+/// the message a 400 would carry. The CLI asks before sending, so a
+/// refused `--id`, `--message` or `--label` is said before the body goes.
+pub fn check_upload_query(query: Option<&str>) -> Result<(), String> {
+    parse_upload_query(query).map(|_| ())
+}
+
 /// Parses an upload's query (`application/x-www-form-urlencoded`, so a
 /// message may carry any character, percent-encoded).
 fn parse_upload_query(query: Option<&str>) -> Result<UploadOptions, String> {
@@ -166,12 +173,19 @@ pub async fn upload(
     actor: &str,
 ) -> Response<Body> {
     let config = state.config.load_full();
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // What a refused upload's body is read for (bounded in time too): all
+    // of what the client declared, so one that writes it all before
+    // reading gets the answer, not a broken pipe.
+    let rest = declared.unwrap_or(0).max(config.max_upload_bytes);
     let options = match parse_upload_query(request.uri().query()) {
         Ok(options) => options,
         Err(message) => {
-            // Refused before the body is read: read it anyway (bounded) so
-            // a client still sending gets this answer, not a broken pipe.
-            tokio::spawn(linger(request.into_body(), config.max_upload_bytes));
+            tokio::spawn(linger(request.into_body(), rest));
             return error_response(StatusCode::BAD_REQUEST, &message);
         }
     };
@@ -182,11 +196,6 @@ pub async fn upload(
         strip_components: options.strip_components,
         partial: options.partial,
     };
-    let declared = request
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limits.max_upload_bytes) {
         let error = workflow::Error::Ingest(IngestError::TooLarge(format!(
             "upload of {} bytes is over max_upload_bytes = {}",
@@ -194,7 +203,7 @@ pub async fn upload(
             limits.max_upload_bytes
         )));
         state.workflow().failed(service, actor, &error);
-        tokio::spawn(linger(request.into_body(), limits.max_upload_bytes));
+        tokio::spawn(linger(request.into_body(), rest));
         return workflow_error(error);
     }
     // Socket → channel (async) → extractor (blocking thread, in the workflow).

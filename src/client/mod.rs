@@ -194,6 +194,17 @@ impl AdminClient {
     pub fn deploy(&self, request: &DeployRequest<'_>) -> Result<Value> {
         let meta = std::fs::metadata(request.source)
             .with_context(|| format!("cannot read {}", request.source.display()))?;
+        // The service name and the query as the server checks them: a
+        // refusal is said now, before any byte is sent.
+        if !crate::store::is_valid_name(request.service) {
+            bail!(
+                "invalid service name {:?}: use 1-64 of A-Z a-z 0-9 _ -",
+                request.service
+            );
+        }
+        let path = Self::upload_path(request, None);
+        crate::admin::deploy::check_upload_query(path.split_once('?').map(|(_, q)| q))
+            .map_err(|message| anyhow!("deploy refused before sending anything: {message}"))?;
         if meta.is_dir() && request.differential {
             match self.deploy_differential(request)? {
                 Differential::Done(answer) => return Ok(answer),
@@ -294,7 +305,30 @@ impl AdminClient {
         }
     }
 
+    /// Asks the manifest route with an empty manifest before a full
+    /// upload: a wrong token, a missing scope or a bad service name is
+    /// answered there in a few bytes, not while a large body is being sent
+    /// (ureq writes the whole body before it reads, and sees only a broken
+    /// pipe when the server refuses early). A server without that route
+    /// (404/405) is asked nothing more.
+    fn preflight(&self, service: &str) -> Result<()> {
+        let asked = self.with_retries("deploy", || {
+            Ok(self
+                .request("POST", &format!("/services/{service}/deployments/manifest"))
+                .set("Content-Type", "application/json")
+                .send_string("{}")?)
+        });
+        match asked {
+            Ok(_) => Ok(()),
+            Err(e) => match e.downcast_ref::<ApiError>() {
+                Some(api) if api.status == 404 || api.status == 405 => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+
     fn deploy_full(&self, request: &DeployRequest<'_>, meta: &std::fs::Metadata) -> Result<Value> {
+        self.preflight(request.service)?;
         let source = request.source;
         let path = Self::upload_path(request, None);
         let show_progress = request.progress && std::io::stderr().is_terminal();
