@@ -1069,3 +1069,27 @@ fn text_files_are_precompressed_at_deploy_time() {
     assert_eq!(again.status, 200);
     assert_eq!(json(&again)["id"], json(&r)["id"]);
 }
+
+/// The admin port applies the same Host rules as the public one (RFC 9112
+/// §3.2): without Host, with two, or with one that is not host[:port],
+/// an HTTP/1.1 request is a 400, before the token is looked at.
+#[test]
+fn the_admin_api_refuses_a_request_without_one_valid_host() {
+    let root = Root::new();
+    let (_server, admin) = start(root.path(), &[]);
+    for head in [
+        format!("GET /services HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"),
+        format!("GET /services HTTP/1.1\r\nHost: a\r\nHost: b\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"),
+        format!("GET /services HTTP/1.1\r\nHost: a/b\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"),
+    ] {
+        let r = common::raw(admin, head.as_bytes());
+        assert_eq!(r.status, 400, "{head:?}: {}", r.text());
+        assert!(r.text().contains("Host"), "{}", r.text());
+    }
+    let r = common::raw(
+        admin,
+        format!("GET /services HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

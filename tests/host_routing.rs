@@ -149,8 +149,26 @@ fn the_host_comes_from_one_host_field_or_the_absolute_target() {
         assert_eq!(r.status, 400, "{head:?}: {}", r.text());
         assert!(r.text().contains("Host"), "{}", r.text());
     }
-    // HTTP/1.0 has no such rule.
+    // A value that is not host[:port], two fields in HTTP/1.0, userinfo in
+    // the target: 400 too.
+    for head in [
+        "GET /s/web/app.js HTTP/1.1\r\nHost: a b@@/x\r\nConnection: close\r\n\r\n",
+        "GET /s/web/app.js HTTP/1.1\r\nHost: a.test:99999\r\nConnection: close\r\n\r\n",
+        "GET /s/web/app.js HTTP/1.1\r\nHost: a.test:abc\r\nConnection: close\r\n\r\n",
+        "GET /s/web/app.js HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET http://u:p@web.p1.example.com/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ] {
+        let r = raw(server.addr, head.as_bytes());
+        assert_eq!(r.status, 400, "{head:?}: {}", r.text());
+    }
+    // HTTP/1.0 without Host, and an empty Host (a target without an
+    // authority, RFC 9112 §3.2), are answered.
     let r = raw(server.addr, b"GET /s/web/app.js HTTP/1.0\r\n\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "js v1"));
+    let r = raw(
+        server.addr,
+        b"GET /s/web/app.js HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!((r.status, r.text().as_str()), (200, "js v1"));
     // Keep-alive on the fast path's URL: declined, answered 400 by hyper.
     let r = raw(

@@ -117,6 +117,9 @@ pub async fn handle(
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    if let Some(why) = crate::host::refusal(request.version(), request.headers(), request.uri()) {
+        return error_response(StatusCode::BAD_REQUEST, why);
+    }
     let mut request = request;
     // HEAD is GET without the body (RFC 9110 §9.3.2), wherever GET answers.
     if method == Method::HEAD {

@@ -134,9 +134,12 @@ impl<'a> Fields<'a> {
             }
             *slot = Some(header.value);
         }
-        // Without `Host` an HTTP/1.1 request is a 400 (RFC 9112 §3.2),
-        // answered by the full path.
-        fields.host?;
+        // Without `Host`, or with one the fast path does not read as plain
+        // `host[:port]`, the full path answers (a 400 when RFC 9112 §3.2
+        // says so).
+        if !fields.host.is_some_and(crate::host::plain_field) {
+            return None;
+        }
         Some(fields)
     }
 }

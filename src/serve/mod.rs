@@ -138,15 +138,9 @@ pub async fn handle<B>(state: &PublicState, request: &Request<B>) -> Response<Bo
             )
         }
     };
-    // RFC 9112 §3.2: an HTTP/1.1 request without a Host field, or with
-    // more than one, is answered 400 (hyper leaves that to the server).
-    if request.version() == http::Version::HTTP_11
-        && request.headers().get_all(HOST).iter().count() != 1
-    {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            "bad request: an HTTP/1.1 request carries exactly one Host header field (RFC 9112 §3.2)",
-        );
+    // RFC 9112 §3.2 (hyper leaves it to the server).
+    if let Some(why) = crate::host::refusal(request.version(), request.headers(), request.uri()) {
+        return plain(StatusCode::BAD_REQUEST, why);
     }
     let raw_path = request.uri().path();
     let query = request.uri().query();
