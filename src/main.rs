@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use project_http::client::{string_field, AdminClient, DeployRequest};
 use project_http::config::{Config, IoBackendChoice, LogFormat, Overrides};
@@ -32,17 +31,34 @@ macro_rules! out {
     };
 }
 
+/// Set while a command's output holds a secret shown only once (a token
+/// just created): what to do if it cannot be written.
+static SECRET_ADVICE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Marks the output from here on as carrying a secret: a write that fails,
+/// a closed pipe too, then ends the command with status 1 and `advice`.
+fn output_holds_secret(advice: String) {
+    if let Ok(mut slot) = SECRET_ADVICE.lock() {
+        *slot = Some(advice);
+    }
+}
+
 /// Writes (and flushes) to standard output. A reader that went away
 /// (`EPIPE`: `| head` has what it wanted) ends the process quietly with
-/// success, as ripgrep and the coreutils do; another write error ends it
-/// with status 1 and says so on standard error.
+/// success, as ripgrep and the coreutils do, unless the output carries a
+/// secret ([`output_holds_secret`]); another write error ends it with
+/// status 1 and says so on standard error.
 fn write_stdout(args: std::fmt::Arguments) {
     let mut stdout = std::io::stdout().lock();
     if let Err(error) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
-        if error.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+        let advice = SECRET_ADVICE.lock().ok().and_then(|slot| slot.clone());
+        match advice {
+            Some(advice) => {
+                eprintln!("project-http: error: writing to standard output: {error}; {advice}")
+            }
+            None if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+            None => eprintln!("project-http: error: writing to standard output: {error}"),
         }
-        eprintln!("project-http: error: writing to standard output: {error}");
         std::process::exit(1);
     }
 }
@@ -518,6 +534,13 @@ async fn ensure(args: EnsureArgs) -> anyhow::Result<()> {
     };
     let engine = docker::connect().await?;
     let result = ensure::ensure(&engine, &options).await?;
+    if result.generated_token.is_some() {
+        output_holds_secret(format!(
+            "the admin token ensure generated was not shown; it is in the container's \
+             environment: `docker inspect --format '{{{{json .Config.Env}}}}' {}`",
+            result.container
+        ));
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&result)?);
         return Ok(());
@@ -762,17 +785,12 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
             );
             // Shown only now: if it cannot be written (a closed pipe, a
             // full disk), say so and fail rather than lose it quietly.
-            let token = string_field(&answer, "token")?;
-            let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "{token}")
-                .and_then(|()| stdout.flush())
-                .with_context(|| {
-                    format!(
-                        "token {name} was created but could not be written to standard output; \
-                         it cannot be shown again: revoke it (`project-http token revoke {name}`) \
-                         and create another"
-                    )
-                })?;
+            output_holds_secret(format!(
+                "token {name} was created but could not be written to standard output; \
+                 it cannot be shown again: revoke it (`project-http token revoke {name}`) \
+                 and create another"
+            ));
+            outln!("{}", string_field(&answer, "token")?);
         }
         TokenCommand::List { admin } => {
             let answer = client(&admin).tokens()?;
