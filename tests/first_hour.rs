@@ -724,4 +724,21 @@ fn a_deploy_verifies_through_the_servers_own_public_port() {
         &tar_of(&[("index.html", &b"<h1>again</h1>"[..])]),
     );
     assert_eq!(json(&answer)["publicPort"], server.addr.port());
+
+    // Where nothing answers, the failure says so and names --public.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", free.local_addr().unwrap());
+    drop(free);
+    std::fs::write(site.join("index.html"), "<h1>elsewhere</h1>").unwrap();
+    let (ok, _, err, _) = deploy_cli(
+        &format!("http://{admin}"),
+        &site,
+        &["--public", &nowhere, "--verify-timeout", "1s"],
+        Some(TOKEN),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("nothing answered at {nowhere}")) && err.contains("--public URL"),
+        "{err}"
+    );
 }

@@ -31,6 +31,8 @@ pub struct VerifyPlan {
 pub struct Mismatch {
     pub path: String,
     pub problem: String,
+    /// Nothing answered at all (a connection error to the public URL).
+    pub unreachable: bool,
 }
 
 /// Checks `plan` against the bytes of `source`. On any mismatch, prints
@@ -53,6 +55,17 @@ pub fn verify_or_roll_back(
         eprintln!("verify: /s/{service}/{}: {}", m.path, m.problem);
     }
     let (failed, total) = (mismatches.len(), plan.paths.len());
+    // Nothing answered: most often the public port is not where the
+    // default URL looks (a specific --listen address, a port mapping).
+    let hint = if mismatches.iter().all(|m| m.unreachable) {
+        format!(
+            " (nothing answered at {}: if the public port is reachable at another URL, pass \
+             --public URL or set PROJECT_HTTP_PUBLIC_URL)",
+            plan.public
+        )
+    } else {
+        String::new()
+    };
     match previous {
         Some(prev) if prev != deployed => {
             admin
@@ -81,14 +94,14 @@ pub fn verify_or_roll_back(
                 ),
             };
             anyhow::bail!(
-                "deployment {deployed} failed verification ({failed} of {total} paths) and was \
-                 rolled back: {service} is serving {prev} again. {deployed} is kept for \
+                "deployment {deployed} failed verification ({failed} of {total} paths){hint} and \
+                 was rolled back: {service} is serving {prev} again. {deployed} is kept for \
                  inspection at {url}"
             )
         }
         _ => anyhow::bail!(
-            "deployment {deployed} failed verification ({failed} of {total} paths) and there is \
-             no previous deployment to roll back to: {deployed} stays active on {service}"
+            "deployment {deployed} failed verification ({failed} of {total} paths){hint} and \
+             there is no previous deployment to roll back to: {deployed} stays active on {service}"
         ),
     }
 }
@@ -379,10 +392,12 @@ pub fn check(plan: &VerifyPlan, expected: &BTreeMap<String, Option<Vec<u8>>>) ->
             mismatches.push(Mismatch {
                 path: path.clone(),
                 problem: "not in what was uploaded".to_string(),
+                unreachable: false,
             });
             continue;
         };
         let deadline = Instant::now() + plan.timeout;
+        // (what went wrong, retry it, nothing answered at all)
         let problem = loop {
             let problem = match agent.get(&url).call() {
                 Ok(response) => {
@@ -396,8 +411,9 @@ pub fn check(plan: &VerifyPlan, expected: &BTreeMap<String, Option<Vec<u8>>>) ->
                                 want.len()
                             ),
                             Instant::now() < grace_until,
+                            false,
                         )),
-                        Err(e) => Some((format!("reading the body failed: {e}"), true)),
+                        Err(e) => Some((format!("reading the body failed: {e}"), true, false)),
                     }
                 }
                 Err(ureq::Error::Status(status, _)) => {
@@ -405,23 +421,24 @@ pub fn check(plan: &VerifyPlan, expected: &BTreeMap<String, Option<Vec<u8>>>) ->
                     Some((
                         format!("answered {status}, expected 200"),
                         status >= 500 || stale,
+                        false,
                     ))
                 }
-                Err(e) => Some((format!("cannot fetch {url}: {e}"), true)),
+                Err(e) => Some((format!("cannot fetch {url}: {e}"), true, true)),
             };
             match problem {
                 None => break None,
-                Some((text, retry)) if retry && Instant::now() < deadline => {
-                    let _ = text;
+                Some((_, retry, _)) if retry && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(200));
                 }
-                Some((text, _)) => break Some(text),
+                Some((text, _, unreachable)) => break Some((text, unreachable)),
             }
         };
-        if let Some(problem) = problem {
+        if let Some((problem, unreachable)) = problem {
             mismatches.push(Mismatch {
                 path: path.clone(),
                 problem,
+                unreachable,
             });
         }
     }
