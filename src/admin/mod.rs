@@ -216,11 +216,8 @@ async fn route(
     let method = request.method().clone();
     // Validate the service segment before anything touches the disk.
     if let ["services", service, ..] = segments.as_slice() {
-        if !store::is_valid_name(service) {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                &format!("invalid service name {service:?}: use 1-64 of A-Z a-z 0-9 _ -"),
-            );
+        if let Err(message) = store::check_service_name(service) {
+            return error_response(StatusCode::BAD_REQUEST, &message);
         }
     }
     let (op, params) = match routes::resolve(method.as_str(), &segments) {

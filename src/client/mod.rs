@@ -196,14 +196,8 @@ impl AdminClient {
             .with_context(|| format!("cannot read {}", request.source.display()))?;
         // The service name and the query as the server checks them: a
         // refusal is said now, before any byte is sent.
-        if !crate::store::is_valid_name(request.service) {
-            bail!(
-                "invalid service name {:?}: use 1-64 of A-Z a-z 0-9 _ -",
-                request.service
-            );
-        }
-        let path = Self::upload_path(request, None);
-        crate::admin::deploy::check_upload_query(path.split_once('?').map(|(_, q)| q))
+        crate::store::check_service_name(request.service).map_err(|message| anyhow!(message))?;
+        crate::admin::deploy::check_upload_query(Some(&Self::upload_query(request, None)))
             .map_err(|message| anyhow!("deploy refused before sending anything: {message}"))?;
         if meta.is_dir() && request.differential {
             match self.deploy_differential(request)? {
@@ -218,7 +212,18 @@ impl AdminClient {
         self.deploy_full(request, &meta)
     }
 
+    /// `POST …/deployments` with [`Self::upload_query`].
     fn upload_path(request: &DeployRequest<'_>, extra: Option<&str>) -> String {
+        let query = Self::upload_query(request, extra);
+        format!(
+            "/services/{}/deployments{}{query}",
+            request.service,
+            if query.is_empty() { "" } else { "?" },
+        )
+    }
+
+    /// The upload's query: id, activate, require_index, `extra`, provenance.
+    fn upload_query(request: &DeployRequest<'_>, extra: Option<&str>) -> String {
         let mut query = Vec::new();
         if let Some(id) = request.id {
             query.push(format!("id={id}"));
@@ -231,12 +236,7 @@ impl AdminClient {
         }
         query.extend(extra.map(str::to_string));
         query.extend(request.provenance.query());
-        format!(
-            "/services/{}/deployments{}{}",
-            request.service,
-            if query.is_empty() { "" } else { "?" },
-            query.join("&")
-        )
+        query.join("&")
     }
 
     fn deploy_differential(&self, request: &DeployRequest<'_>) -> Result<Differential> {
@@ -247,26 +247,13 @@ impl AdminClient {
             .map(|(rel, digest)| (rel.clone(), Value::String(digest.clone())))
             .collect();
         let body = Value::Object(manifest).to_string();
-        let asked = self.with_retries("deploy", || {
-            Ok(self
-                .request(
-                    "POST",
-                    &format!("/services/{}/deployments/manifest", request.service),
-                )
-                .set("Content-Type", "application/json")
-                .send_string(&body)?)
-        });
-        let answer = match asked {
+        let answer = match self.ask_manifest(request.service, &body)? {
             Ok(answer) => answer,
-            Err(e) => match e.downcast_ref::<ApiError>() {
-                Some(api) if api.status == 404 || api.status == 405 => {
-                    return Ok(Differential::Unsupported(format!(
-                        "the server answered {} to the manifest",
-                        api.status
-                    )))
-                }
-                _ => return Err(e),
-            },
+            Err(status) => {
+                return Ok(Differential::Unsupported(format!(
+                    "the server answered {status} to the manifest"
+                )))
+            }
         };
         let missing: std::collections::HashSet<String> = answer
             .get("missing")
@@ -305,26 +292,33 @@ impl AdminClient {
         }
     }
 
+    /// `POST /services/{service}/deployments/manifest` with `body`, retried
+    /// like every request. `Ok(Err(status))`: the server has no such route
+    /// (404/405, an older server); any other refusal is an error.
+    fn ask_manifest(&self, service: &str, body: &str) -> Result<Result<Value, u16>> {
+        let asked = self.with_retries("deploy", || {
+            Ok(self
+                .request("POST", &format!("/services/{service}/deployments/manifest"))
+                .set("Content-Type", "application/json")
+                .send_string(body)?)
+        });
+        match asked {
+            Ok(answer) => Ok(Ok(answer)),
+            Err(e) => match e.downcast_ref::<ApiError>() {
+                Some(api) if api.status == 404 || api.status == 405 => Ok(Err(api.status)),
+                _ => Err(e),
+            },
+        }
+    }
+
     /// Asks the manifest route with an empty manifest before a full
     /// upload: a wrong token, a missing scope or a bad service name is
     /// answered there in a few bytes, not while a large body is being sent
     /// (ureq writes the whole body before it reads, and sees only a broken
     /// pipe when the server refuses early). A server without that route
-    /// (404/405) is asked nothing more.
+    /// is asked nothing more.
     fn preflight(&self, service: &str) -> Result<()> {
-        let asked = self.with_retries("deploy", || {
-            Ok(self
-                .request("POST", &format!("/services/{service}/deployments/manifest"))
-                .set("Content-Type", "application/json")
-                .send_string("{}")?)
-        });
-        match asked {
-            Ok(_) => Ok(()),
-            Err(e) => match e.downcast_ref::<ApiError>() {
-                Some(api) if api.status == 404 || api.status == 405 => Ok(()),
-                _ => Err(e),
-            },
-        }
+        self.ask_manifest(service, "{}").map(|_| ())
     }
 
     fn deploy_full(&self, request: &DeployRequest<'_>, meta: &std::fs::Metadata) -> Result<Value> {

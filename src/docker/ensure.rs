@@ -800,10 +800,6 @@ pub(crate) async fn wait_ready(docker: &Docker, name: &str, network: &str) -> Re
     }
 }
 
-/// Removes `name` at once, with its anonymous volumes (`v`, as `docker rm
-/// -f -v`): the project's named volume is never removed by it, and an
-/// anonymous one (the image's `VOLUME /srv/static` when a container was
-/// made without the project's mount) would be left dangling.
 /// Whether `labels` define a Traefik router whose rule is exactly
 /// `Host(`host`)` (what `ensure --host` writes).
 pub(crate) fn routes_host(labels: &HashMap<String, String>, host: &str) -> bool {
@@ -868,6 +864,10 @@ async fn others_on_host(docker: &Docker, project: &Project, host: &str) -> Vec<S
     found
 }
 
+/// Removes `name` at once, with its anonymous volumes (`v`, as `docker rm
+/// -f -v`): the project's named volume is never removed by it, and an
+/// anonymous one (the image's `VOLUME /srv/static` when a container was
+/// made without the project's mount) would be left dangling.
 async fn force_remove(docker: &Docker, name: &str) -> Result<()> {
     docker
         .remove_container(

@@ -63,6 +63,18 @@ pub const CURRENT: &str = "current";
 /// Suffix of a deployment directory still being written.
 pub const TMP_SUFFIX: &str = ".tmp";
 
+/// The refusal of a service name that is not [`is_valid_name`], as the
+/// admin API answers it (400) and the CLI says it before sending.
+pub fn check_service_name(name: &str) -> Result<(), String> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid service name {name:?}: use 1-64 of A-Z a-z 0-9 _ -"
+        ))
+    }
+}
+
 /// `^[A-Za-z0-9_-]{1,64}$`: the only shape a service name or deployment id takes.
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
