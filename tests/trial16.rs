@@ -96,20 +96,27 @@ fn activations_at_past_year_9999_is_a_400_not_a_panic() {
     assert!(!server.stderr.contains("panicked"), "the server panicked");
 }
 
+/// `<dir>/site` with an `index.html` and `noise.bin` of `len` incompressible
+/// bytes (returned too).
+fn noisy_site(dir: &Path, len: u32) -> (std::path::PathBuf, Vec<u8>) {
+    let site_dir = dir.join("site");
+    std::fs::create_dir(&site_dir).unwrap();
+    std::fs::write(site_dir.join("index.html"), "<h1>hello</h1>").unwrap();
+    let noise: Vec<u8> = (0..len)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(site_dir.join("noise.bin"), &noise).unwrap();
+    (site_dir, noise)
+}
+
 /// `project-http deploy ./dir` against a server that refuses for disk space
 /// (507) or size (413) shows the server's message and does not retry.
 #[test]
 fn deploy_cli_shows_507_and_413_refusals_without_retrying() {
     let root = Root::new();
     let dir = tempfile::tempdir().unwrap();
-    let site_dir = dir.path().join("site");
-    std::fs::create_dir(&site_dir).unwrap();
-    std::fs::write(site_dir.join("index.html"), "<h1>hello</h1>").unwrap();
-    // Incompressible bytes: the upload is well over 1000 bytes on the wire.
-    let noise: Vec<u8> = (0..256u32 << 10)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    std::fs::write(site_dir.join("noise.bin"), &noise).unwrap();
+    // The upload is well over 1000 bytes on the wire.
+    let (site_dir, _) = noisy_site(dir.path(), 256 << 10);
     for (name, text, code, needle) in [
         (
             "disk.toml",
@@ -153,13 +160,7 @@ fn deploy_cli_shows_507_and_413_refusals_without_retrying() {
 fn deploy_cli_shows_a_refused_query_or_token_without_retrying() {
     let root = Root::new();
     let dir = tempfile::tempdir().unwrap();
-    let site_dir = dir.path().join("site");
-    std::fs::create_dir(&site_dir).unwrap();
-    std::fs::write(site_dir.join("index.html"), "<h1>hello</h1>").unwrap();
-    let noise: Vec<u8> = (0..8u32 << 20)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    std::fs::write(site_dir.join("noise.bin"), &noise).unwrap();
+    let (site_dir, noise) = noisy_site(dir.path(), 8 << 20);
     let archive = dir.path().join("site.tar");
     std::fs::write(
         &archive,
