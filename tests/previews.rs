@@ -365,6 +365,50 @@ fn an_id_reused_for_new_content_inherits_nothing() {
     assert_eq!(body["current"], "y", "not the new x, which was never live");
 }
 
+/// Deployments made live by hand (the seed runbook's `ln -s` + `mv -T`),
+/// before the server started or while it runs, are in the activation log
+/// (the watcher records them), so they count as live for skew protection
+/// and rollback; one written by hand but never flipped to does not.
+#[test]
+fn deployments_made_live_by_hand_count_as_live() {
+    use std::time::{Duration, Instant};
+    let root = Root::new();
+    root.deployment(
+        "web",
+        "hand1",
+        &[("index.html", b"hand1"), ("app.4c4c5d5d.js", b"hand1()")],
+    );
+    root.flip("web", "hand1");
+    let (server, admin) = Server::start_with_token(root.path(), TOKEN, &[]);
+    upload(admin, "", &[("index.html", b"v2")]);
+    assert_eq!(server.get("/s/web/app.4c4c5d5d.js").text(), "hand1()");
+
+    root.deployment(
+        "web",
+        "never",
+        &[("index.html", b"never"), ("app.8a8a9b9b.js", b"never()")],
+    );
+    root.deployment(
+        "web",
+        "hand2",
+        &[("index.html", b"hand2"), ("app.6e6e7f7f.js", b"hand2()")],
+    );
+    root.flip("web", "hand2");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.get("/s/web/").text() != "hand2" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.get("/s/web/").text(), "hand2");
+    let v3 = upload(admin, "", &[("index.html", b"v3")]);
+    assert_eq!(server.get("/s/web/app.6e6e7f7f.js").text(), "hand2()");
+    assert_eq!(server.get("/s/web/app.8a8a9b9b.js").status, 404, "never live");
+    let r = send(admin, "POST", "/services/web/rollback", &[AUTH], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["current"], "hand2");
+    assert_eq!(body["previous"], v3.as_str());
+}
+
 /// Issue 21: a file removed from a site kept answering through skew
 /// protection, also after a rollback, as long as an old deployment was kept.
 #[test]
