@@ -575,10 +575,17 @@ mod tests {
             Config::load(&overrides).map(|c| c.skew_window)
         };
         assert_eq!(load("").unwrap(), Duration::from_secs(12 * 3600));
-        assert_eq!(load("skew_window = \"90m\"\n").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            load("skew_window = \"90m\"\n").unwrap(),
+            Duration::from_secs(5400)
+        );
         assert_eq!(load("skew_window = 30\n").unwrap(), Duration::from_secs(30));
         assert_eq!(load("skew_window = \"0s\"\n").unwrap(), Duration::ZERO);
-        for bad in ["skew_window = -1\n", "skew_window = \"soon\"\n", "skew_window = true\n"] {
+        for bad in [
+            "skew_window = -1\n",
+            "skew_window = \"soon\"\n",
+            "skew_window = true\n",
+        ] {
             let err = format!("{:#}", load(bad).unwrap_err());
             assert!(err.contains("skew_window"), "{bad}: {err}");
         }

@@ -401,7 +401,11 @@ fn deployments_made_live_by_hand_count_as_live() {
     assert_eq!(server.get("/s/web/").text(), "hand2");
     let v3 = upload(admin, "", &[("index.html", b"v3")]);
     assert_eq!(server.get("/s/web/app.6e6e7f7f.js").text(), "hand2()");
-    assert_eq!(server.get("/s/web/app.8a8a9b9b.js").status, 404, "never live");
+    assert_eq!(
+        server.get("/s/web/app.8a8a9b9b.js").status,
+        404,
+        "never live"
+    );
     let r = send(admin, "POST", "/services/web/rollback", &[AUTH], b"");
     assert_eq!(r.status, 200, "{}", r.text());
     let body: Value = serde_json::from_slice(&r.body).unwrap();

@@ -237,8 +237,9 @@ pub async fn upload(
                 Committed::Existing => StatusCode::OK,
             };
             let ex = &done.extracted;
-            let preview = preview_path(state, service, &done.id, None, crate::previews::DEFAULT_TTL)
-                .map(|(path, _)| path);
+            let preview =
+                preview_path(state, service, &done.id, None, crate::previews::DEFAULT_TTL)
+                    .map(|(path, _)| path);
             let preview_host = preview
                 .as_ref()
                 .and_then(|_| preview_host(state, service, &done.id));
@@ -433,7 +434,8 @@ pub async fn activate(
     )
 }
 
-/// `POST /services/{service}/rollback`: to the deployment created before the current one.
+/// `POST /services/{service}/rollback`: to the deployment that was live before
+/// the current one ([`crate::deploy::rollback_target`]).
 pub async fn rollback(state: &AdminState, service: &str, actor: &str) -> Response<Body> {
     activated(service, state.workflow().rollback(service, actor).await)
 }
@@ -559,9 +561,7 @@ pub fn preview_path(
                 None => store::deployments::created_at(&state.layout.deployment_dir(service, id))
                     .unwrap_or_default(),
             };
-            let (path, expires) = state
-                .preview_key
-                .signed_path(service, id, &created_at, ttl);
+            let (path, expires) = state.preview_key.signed_path(service, id, &created_at, ttl);
             Some((path, Some(expires)))
         }
     }

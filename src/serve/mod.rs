@@ -327,7 +327,10 @@ impl SiteRequest<'_> {
         // by a cookie), else the cookie's.
         let (signed, from_query) = match crate::previews::from_query(self.query) {
             Some(signed) => (signed, true),
-            None => (crate::previews::from_cookie(self.headers, service, id)?, false),
+            None => (
+                crate::previews::from_cookie(self.headers, service, id)?,
+                false,
+            ),
         };
         let (exp, sig) = signed;
         let key = self.state.preview_key.clone()?;

@@ -253,7 +253,9 @@ impl Retained {
             .filter(|d| d.id != current_id && d.until.within(window, now))
         {
             match self.lookup_cached(service, &d.id) {
-                Lookup::Found(index) if same_deployment(&index, d) && index.file(path).is_some() => {
+                Lookup::Found(index)
+                    if same_deployment(&index, d) && index.file(path).is_some() =>
+                {
                     return Cached::Known(Some(index))
                 }
                 Lookup::Found(_) | Lookup::Gone => {}
@@ -312,7 +314,11 @@ impl Retained {
         let log = match activations::read(&self.layout, service) {
             Ok(log) => log,
             Err(e) => {
-                tracing::warn!(service, error = format!("{e:#}"), "cannot read the activation log: no skew protection");
+                tracing::warn!(
+                    service,
+                    error = format!("{e:#}"),
+                    "cannot read the activation log: no skew protection"
+                );
                 Vec::new()
             }
         };

@@ -361,7 +361,10 @@ mod tests {
     fn history_of_entries_without_created_at_compares_times() {
         // Written before `toCreatedAt` was: the log begins with `a` live
         // (only known as a `from`), then b and c.
-        let log = vec![flip(200, Some("a"), "b", None), flip(300, Some("b"), "c", None)];
+        let log = vec![
+            flip(200, Some("a"), "b", None),
+            flip(300, Some("b"), "c", None),
+        ];
         let history = History::from_log(&log);
         let until = |secs| Some(LiveUntil::Ended(UNIX_EPOCH + Duration::from_secs(secs)));
         assert_eq!(history.live_until("a", &at(50)), until(200));

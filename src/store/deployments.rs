@@ -113,7 +113,11 @@ pub fn created_at(dir: &Path) -> Option<String> {
 
 /// The `createdAt` of a deployment without metadata: its directory's mtime.
 fn hand_made_created_at(metadata: Option<&std::fs::Metadata>) -> String {
-    rfc3339(metadata.and_then(|m| m.modified().ok()).unwrap_or(UNIX_EPOCH))
+    rfc3339(
+        metadata
+            .and_then(|m| m.modified().ok())
+            .unwrap_or(UNIX_EPOCH),
+    )
 }
 
 /// Whether `service` has at least one deployment directory. A service
