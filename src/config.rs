@@ -55,6 +55,27 @@ pub struct ServiceConfig {
     pub spa_fallback: bool,
 }
 
+/// Default of `skew_window`: 12 hours. Long enough for a tab left open
+/// through a working day to still load its lazy chunks after a deploy
+/// (Vercel lets a project choose 4 hours to 30 days; OpenNext's Cloudflare
+/// adapter keeps 7 days), short enough that a file removed from a site
+/// stops answering the same day even under a fingerprinted name.
+pub const DEFAULT_SKEW_WINDOW: Duration = Duration::from_secs(12 * 3600);
+
+/// `skew_window`: a duration string (`"12h"`, `"90m"`, `"0s"`, humantime's
+/// syntax) or a whole number of seconds.
+fn parse_skew_window(value: &toml::Value) -> Result<Duration> {
+    match value {
+        toml::Value::String(text) => humantime::parse_duration(text).with_context(|| {
+            format!("skew_window = {text:?}: expected a duration like \"12h\" or \"30m\"")
+        }),
+        toml::Value::Integer(secs) => u64::try_from(*secs)
+            .map(Duration::from_secs)
+            .map_err(|_| anyhow::anyhow!("skew_window = {secs}: must not be negative")),
+        other => bail!("skew_window = {other}: expected a duration like \"12h\" or seconds"),
+    }
+}
+
 /// The effective configuration of a running server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -103,9 +124,13 @@ pub struct Config {
     /// Public base URL the dashboard's preview links use (e.g.
     /// `https://site.example.com`); default: the admin host, public port.
     pub public_url: Option<String>,
-    /// Answer a current-deployment miss for a non-HTML file from the newest
-    /// retained deployment that has it.
+    /// Answer a current-deployment miss for a fingerprinted non-HTML file
+    /// from a retained deployment that was live within `skew_window`.
     pub skew_protection: bool,
+    /// How long after a deployment stopped being live its fingerprinted
+    /// assets still answer misses (skew protection); `skew_window`, a
+    /// duration like `"12h"` or a number of seconds. Zero: never.
+    pub skew_window: Duration,
     /// Generate `.br`/`.gz` siblings of text files at deploy time.
     pub precompress: bool,
     /// Input bytes compressed per upload at most.
@@ -159,6 +184,7 @@ impl Default for Config {
             webhook_secret: None,
             public_url: None,
             skew_protection: true,
+            skew_window: DEFAULT_SKEW_WINDOW,
             precompress: true,
             precompress_budget_bytes: 256 * 1024 * 1024,
             services: BTreeMap::new(),
@@ -231,6 +257,7 @@ struct FileConfig {
     webhook_secret: Option<String>,
     public_url: Option<String>,
     skew_protection: Option<bool>,
+    skew_window: Option<toml::Value>,
     precompress: Option<bool>,
     precompress_budget_bytes: Option<u64>,
     #[serde(default)]
@@ -286,6 +313,9 @@ impl Config {
                 Some(crate::previews::Mode::parse(value).map_err(anyhow::Error::msg)?);
         }
         take!(skew_protection);
+        if let Some(value) = &file.skew_window {
+            config.skew_window = parse_skew_window(value)?;
+        }
         take!(min_free_bytes);
         take!(webhooks);
         config.webhook_secret = file.webhook_secret.filter(|s| !s.is_empty());
@@ -530,6 +560,35 @@ mod tests {
         assert!(Config::load(&overrides).is_err());
         std::fs::write(&path, "[services.\"bad name\"]\n").unwrap();
         assert!(Config::load(&overrides).is_err());
+    }
+
+    #[test]
+    fn skew_window_takes_a_duration_or_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let overrides = Overrides {
+            config_file: Some(path.clone()),
+            ..Default::default()
+        };
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(&overrides).map(|c| c.skew_window)
+        };
+        assert_eq!(load("").unwrap(), Duration::from_secs(12 * 3600));
+        assert_eq!(
+            load("skew_window = \"90m\"\n").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(load("skew_window = 30\n").unwrap(), Duration::from_secs(30));
+        assert_eq!(load("skew_window = \"0s\"\n").unwrap(), Duration::ZERO);
+        for bad in [
+            "skew_window = -1\n",
+            "skew_window = \"soon\"\n",
+            "skew_window = true\n",
+        ] {
+            let err = format!("{:#}", load(bad).unwrap_err());
+            assert!(err.contains("skew_window"), "{bad}: {err}");
+        }
     }
 
     #[test]

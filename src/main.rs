@@ -80,7 +80,7 @@ enum Command {
     Serve(ServeArgs),
     /// Upload a directory or a .tar/.tar.gz/.tar.zst/.zip as a new deployment; prints its id.
     Deploy(DeployArgs),
-    /// Flip a service back to the deployment created before its current one.
+    /// Flip a service back to the deployment that was live before its current one.
     Rollback(ServiceArgs),
     /// Flip a service to one of its retained deployments.
     Activate(ActivateArgs),

@@ -5,10 +5,14 @@
 //! `true` is `"public"`, `false` is `"off"`; unset is `"signed"` when an
 //! admin token is configured, else `"public"`). A signed preview URL is
 //! `/s/<service>@<id>/?exp=<unix seconds>&sig=<hex>` with
-//! `sig = HMAC-SHA256(key, "preview\n<service>\n<id>\n<exp>")` (RFC 2104).
-//! The first signed request sets a cookie scoped to that preview's path,
-//! so the page's own links and assets load without the query. Unsigned,
-//! expired or tampered requests get the same 404 as a missing deployment.
+//! `sig = HMAC-SHA256(key, "preview\n<service>\n<id>\n<createdAt>\n<exp>")`
+//! (RFC 2104), `createdAt` being the deployment's own
+//! ([`crate::store::deployments::created_at`]): the link opens that
+//! deployment only, not another one made later under the same id after it
+//! was deleted. The first signed request sets a cookie scoped to that
+//! preview's path, so the page's own links and assets load without the
+//! query. Unsigned, expired or tampered requests, and links to a
+//! deployment that is gone, get the same 404 as a missing deployment.
 //!
 //! The key is 32 random bytes in `<root>/.preview-key` (mode 0600), made at
 //! first start, so every replica on the volume signs and checks alike.
@@ -101,31 +105,57 @@ impl Key {
         )
     }
 
-    fn mac(&self, service: &str, id: &str, expires: u64) -> Hmac<Sha256> {
+    fn mac(&self, service: &str, id: &str, created_at: &str, expires: u64) -> Hmac<Sha256> {
         // Any key length is valid for HMAC: this cannot fail.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        mac.update(format!("preview\n{service}\n{id}\n{expires}").as_bytes());
+        // No field can hold a newline (names are [A-Za-z0-9_-], createdAt
+        // is RFC 3339), so the message is unambiguous.
+        mac.update(format!("preview\n{service}\n{id}\n{created_at}\n{expires}").as_bytes());
         mac
     }
 
-    /// The signature of a preview link, hex.
-    pub fn sign(&self, service: &str, id: &str, expires: u64) -> String {
-        hex::encode(self.mac(service, id, expires).finalize().into_bytes())
+    /// The signature of a preview link of deployment `id` of `service`
+    /// created at `created_at`, valid until `expires` (Unix seconds), hex.
+    pub fn sign(&self, service: &str, id: &str, created_at: &str, expires: u64) -> String {
+        hex::encode(
+            self.mac(service, id, created_at, expires)
+                .finalize()
+                .into_bytes(),
+        )
     }
 
-    /// True when `sig` signs (service, id, expires) and `expires` is in the future.
-    pub fn verify(&self, service: &str, id: &str, expires: u64, sig: &str) -> bool {
+    /// True when `sig` signs (service, id, created_at, expires) and
+    /// `expires` is in the future.
+    pub fn verify(
+        &self,
+        service: &str,
+        id: &str,
+        created_at: &str,
+        expires: u64,
+        sig: &str,
+    ) -> bool {
         let Ok(sig) = hex::decode(sig) else {
             return false;
         };
-        expires > unix_now() && self.mac(service, id, expires).verify_slice(&sig).is_ok()
+        expires > unix_now()
+            && self
+                .mac(service, id, created_at, expires)
+                .verify_slice(&sig)
+                .is_ok()
     }
 
-    /// The path and query of a signed link valid for `ttl`, and its expiry (Unix seconds).
-    pub fn signed_path(&self, service: &str, id: &str, ttl: Duration) -> (String, u64) {
+    /// The path and query of a signed link to deployment `id` of `service`
+    /// (created at `created_at`) valid for `ttl`, and its expiry (Unix seconds).
+    pub fn signed_path(
+        &self,
+        service: &str,
+        id: &str,
+        created_at: &str,
+        ttl: Duration,
+    ) -> (String, u64) {
         let expires = unix_now() + ttl.min(MAX_TTL).as_secs().max(1);
-        let sig = self.sign(service, id, expires);
+        let sig = self.sign(service, id, created_at, expires);
         (
             format!("/s/{service}@{id}/?exp={expires}&sig={sig}"),
             expires,
@@ -181,17 +211,20 @@ mod tests {
         let key = Key::load_or_create(dir.path()).unwrap();
         let again = Key::load_or_create(dir.path()).unwrap();
         let exp = unix_now() + 60;
-        let sig = key.sign("web", "v1", exp);
+        let born = "2026-01-31T14:05:00.000000000Z";
+        let sig = key.sign("web", "v1", born, exp);
         assert!(
-            again.verify("web", "v1", exp, &sig),
+            again.verify("web", "v1", born, exp, &sig),
             "same key from the file"
         );
-        assert!(!key.verify("web", "v2", exp, &sig));
-        assert!(!key.verify("api", "v1", exp, &sig));
-        assert!(!key.verify("web", "v1", exp + 1, &sig));
-        assert!(!key.verify("web", "v1", exp, "zz"));
+        assert!(!key.verify("web", "v2", born, exp, &sig));
+        assert!(!key.verify("api", "v1", born, exp, &sig));
+        assert!(!key.verify("web", "v1", born, exp + 1, &sig));
+        assert!(!key.verify("web", "v1", born, exp, "zz"));
+        // The same id made again later is another deployment.
+        assert!(!key.verify("web", "v1", "2026-01-31T14:05:00.000000001Z", exp, &sig));
         let past = unix_now() - 1;
-        assert!(!key.verify("web", "v1", past, &key.sign("web", "v1", past)));
+        assert!(!key.verify("web", "v1", born, past, &key.sign("web", "v1", born, past)));
         assert_eq!(Mode::parse(&toml::Value::Boolean(true)), Ok(Mode::Public));
         assert!(Mode::parse(&toml::Value::String("maybe".into())).is_err());
     }

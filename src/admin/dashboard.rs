@@ -509,8 +509,15 @@ fn public_base(state: &AdminState, headers: &HeaderMap) -> String {
 /// (`<id>--<service>.<host_suffix>`, the scheme and port of `base`) when
 /// host routing gives it one, else `base` + `/s/<service>@<id>/`; signed
 /// when previews are.
-fn preview_url(state: &AdminState, base: &str, service: &str, id: &str) -> String {
-    let path = deploy::preview_path(state, service, id, crate::previews::DEFAULT_TTL)
+fn preview_url(
+    state: &AdminState,
+    base: &str,
+    service: &str,
+    deployment: &deployments::DeploymentInfo,
+) -> String {
+    let id = deployment.id.as_str();
+    let created_at = Some(deployment.created_at.as_str());
+    let path = deploy::preview_path(state, service, id, created_at, crate::previews::DEFAULT_TTL)
         .map_or_else(|| format!("/s/{service}@{id}/"), |(path, _)| path);
     match deploy::preview_host(state, service, id) {
         Some(host) => format!(
@@ -626,12 +633,9 @@ async fn page(
     for (name, list, disk, log, rules) in &services {
         let n = esc(name);
         let current = list.iter().find(|d| d.active).map(|d| d.id.as_str());
-        // Rollback goes to the deployment created before the current one:
-        // offered only when there is one.
-        let has_older = list
-            .iter()
-            .position(|d| d.active)
-            .is_some_and(|at| at + 1 < list.len());
+        // Rollback goes to the newest older deployment that was live
+        // (crate::deploy::rollback_target): offered only when there is one.
+        let has_older = crate::deploy::rollback_target(list, log).is_some();
         let rollback = if has_older {
             format!(
                 "<form method=post action=/ui/rollback>{csrf}\
@@ -676,7 +680,7 @@ async fn page(
                 } else {
                     "<span class=badge>kept</span>"
                 },
-                esc(&preview_url(state, &base, name, &d.id)),
+                esc(&preview_url(state, &base, name, d)),
             );
             let (pin_action, pin_label) = if d.pinned {
                 ("/ui/unpin", "Unpin")

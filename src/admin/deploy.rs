@@ -237,8 +237,9 @@ pub async fn upload(
                 Committed::Existing => StatusCode::OK,
             };
             let ex = &done.extracted;
-            let preview = preview_path(state, service, &done.id, crate::previews::DEFAULT_TTL)
-                .map(|(path, _)| path);
+            let preview =
+                preview_path(state, service, &done.id, None, crate::previews::DEFAULT_TTL)
+                    .map(|(path, _)| path);
             let preview_host = preview
                 .as_ref()
                 .and_then(|_| preview_host(state, service, &done.id));
@@ -433,7 +434,8 @@ pub async fn activate(
     )
 }
 
-/// `POST /services/{service}/rollback`: to the deployment created before the current one.
+/// `POST /services/{service}/rollback`: to the deployment that was live before
+/// the current one ([`crate::deploy::rollback_target`]).
 pub async fn rollback(state: &AdminState, service: &str, actor: &str) -> Response<Body> {
     activated(service, state.workflow().rollback(service, actor).await)
 }
@@ -538,10 +540,14 @@ pub async fn pin(
 
 /// The path of a preview of `service@id` readers can open: signed (valid
 /// for `ttl`) when previews are signed, plain when public, `None` when off.
+/// A signature is bound to the deployment's `createdAt` (`created_at`, or
+/// read from its metadata when `None`: one small file), so the link dies
+/// with the deployment even if its id is reused.
 pub fn preview_path(
     state: &AdminState,
     service: &str,
     id: &str,
+    created_at: Option<&str>,
     ttl: Duration,
 ) -> Option<(String, Option<u64>)> {
     use crate::previews::Mode;
@@ -549,7 +555,13 @@ pub fn preview_path(
         Mode::Off => None,
         Mode::Public => Some((format!("/s/{service}@{id}/"), None)),
         Mode::Signed => {
-            let (path, expires) = state.preview_key.signed_path(service, id, ttl);
+            let created_at = match created_at {
+                Some(created_at) => created_at.to_string(),
+                // Gone meanwhile: a link that opens nothing, as the deployment.
+                None => store::deployments::created_at(&state.layout.deployment_dir(service, id))
+                    .unwrap_or_default(),
+            };
+            let (path, expires) = state.preview_key.signed_path(service, id, &created_at, ttl);
             Some((path, Some(expires)))
         }
     }
@@ -631,7 +643,7 @@ pub async fn preview_link(
             return error_response(StatusCode::BAD_REQUEST, "ttl must be a string like \"7d\"")
         }
     };
-    match preview_path(state, service, id, ttl) {
+    match preview_path(state, service, id, None, ttl) {
         None => error_response(
             StatusCode::CONFLICT,
             "previews are off (previews = \"off\")",

@@ -316,28 +316,38 @@ impl Workflow {
         })
     }
 
-    /// Activates the deployment created before the current one.
+    /// Activates the deployment that was live before the current one: the
+    /// newest deployment created before it that the activation log shows
+    /// was live ([`rollback_target`]). One that was never live (uploaded
+    /// with `activate=false` and never activated, or an id reused for new
+    /// content) is passed over. Nothing to go back to: 409.
     pub async fn rollback(&self, service: &str, actor: &str) -> Result<Activated, Error> {
         let _guard = self.lock_existing(service).await?;
         let list = self.list_locked(service).await?;
-        let Some(position) = list.iter().position(|d| d.active) else {
+        let (layout, name) = (self.layout.clone(), service.to_string());
+        let log = blocking("reading the activation log", move || {
+            activations::read(&layout, &name).map_err(|e| StoreError::Other(e).into())
+        })
+        .await?;
+        let Some(current) = list.iter().find(|d| d.active) else {
             return Err(StoreError::Conflict(format!(
                 "service {service} has no active deployment to roll back from"
             ))
             .into());
         };
-        let Some(older) = list.get(position + 1) else {
+        let Some(older) = rollback_target(&list, &log) else {
             return Err(StoreError::Conflict(format!(
-                "service {service} has no deployment older than {}",
-                list[position].id
+                "service {service} has no deployment older than {} that was ever live",
+                current.id
             ))
             .into());
         };
+        let target = older.id.clone();
         let previous = self
-            .activate_locked(service, &older.id, Why::Rollback, actor)
+            .activate_locked(service, &target, Why::Rollback, actor)
             .await?;
         Ok(Activated {
-            current: older.id.clone(),
+            current: target,
             previous,
         })
     }
@@ -440,6 +450,7 @@ impl Workflow {
             let entry = Activation {
                 when: activations::now(),
                 from: last.map(|l| l.to),
+                to_created_at: deployments::created_at(&layout.deployment_dir(&name, &current)),
                 to: current,
                 why: Why::External.as_str().to_string(),
                 actor: "external".to_string(),
@@ -522,6 +533,11 @@ impl Workflow {
                     anyhow::Error::new(e).context(format!("cannot index {}", dir.display())),
                 )
             })?;
+            // What the log binds the entry to: this deployment, not its id.
+            let created_at = match &deployment.meta {
+                Some(meta) => Some(meta.created_at.clone()),
+                None => deployments::created_at(&dir),
+            };
             let index_ms = index_started.elapsed().as_millis() as u64;
             flip::flip_current(&layout, &name, &target).map_err(StoreError::from)?;
             // Last-Modified of every file is the flip's time (site::index).
@@ -539,6 +555,7 @@ impl Workflow {
                     to: target.clone(),
                     why: why.as_str().to_string(),
                     actor: who,
+                    to_created_at: created_at,
                 };
                 if let Err(e) =
                     activations::append(&layout, &name, &entry, activations::DEFAULT_LIMIT)
@@ -585,6 +602,22 @@ impl Workflow {
             Err(e) => tracing::error!(service, error = %e, "retention panicked"),
         }
     }
+}
+
+/// Where a rollback from the current deployment of a service goes: the
+/// newest deployment of `list` (newest first, as [`deployments::list`]
+/// gives it) created before the active one that `log` shows was live
+/// ([`activations::History`]). `None`: no active deployment, or none older
+/// that was ever live. The dashboard offers Rollback only when this is some.
+pub fn rollback_target<'a>(
+    list: &'a [DeploymentInfo],
+    log: &[Activation],
+) -> Option<&'a DeploymentInfo> {
+    let position = list.iter().position(|d| d.active)?;
+    let history = activations::History::from_log(log);
+    list[position + 1..]
+        .iter()
+        .find(|d| history.was_live(&d.id, &d.created_at))
 }
 
 /// After extraction, on a blocking thread: completes a differential upload

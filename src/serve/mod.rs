@@ -46,6 +46,9 @@ pub struct Settings {
     pub spa_services: HashSet<String>,
     pub previews: crate::previews::Mode,
     pub skew_protection: bool,
+    /// How long after it stopped being live a deployment still answers
+    /// skew misses (`skew_window`).
+    pub skew_window: std::time::Duration,
     /// `Cache-Control` of immutable files (see `site::rules::immutable`).
     pub cache_control_immutable: HeaderValue,
     /// `immutable_paths`, compiled; `None` when empty.
@@ -75,6 +78,7 @@ impl Settings {
                 .collect(),
             previews: config.preview_mode(),
             skew_protection: config.skew_protection,
+            skew_window: config.skew_window,
             cache_control_immutable: crate::site::rules::immutable::cache_control(),
             immutable_paths: immutable_globs(&config.immutable_paths)?,
             clean_urls_redirect: config.clean_urls_redirect,
@@ -179,7 +183,9 @@ pub async fn handle<B>(state: &PublicState, request: &Request<B>) -> Response<Bo
             if !crate::store::is_valid_name(service) || !crate::store::is_valid_name(id) {
                 return plain(StatusCode::BAD_REQUEST, "bad request: invalid preview name");
             }
-            let Some(set_cookie) = site.preview_access(service, id, &format!("/s/{target}/")) else {
+            let Some((deployment, set_cookie)) =
+                site.open_preview(service, id, &format!("/s/{target}/")).await
+            else {
                 return plain(StatusCode::NOT_FOUND, "not found: no such deployment");
             };
             if rest.is_empty() && !decoded.trailing_slash {
@@ -189,7 +195,7 @@ pub async fn handle<B>(state: &PublicState, request: &Request<B>) -> Response<Bo
                 mount: target.as_str(),
                 ..site
             }
-            .preview(service, id, rest)
+            .preview(deployment, service, rest)
             .await;
             if let Some(cookie) = set_cookie {
                 response
@@ -274,10 +280,11 @@ impl SiteRequest<'_> {
                 if self.settings.previews == crate::previews::Mode::Off {
                     return plain(StatusCode::NOT_FOUND, "not found: previews are disabled");
                 }
-                let Some(set_cookie) = self.preview_access(service, id, "/") else {
+                let Some((deployment, set_cookie)) = self.open_preview(service, id, "/").await
+                else {
                     return plain(StatusCode::NOT_FOUND, "not found: no such deployment");
                 };
-                let mut response = self.preview(service, id, rel).await;
+                let mut response = self.preview(deployment, service, rel).await;
                 if let Some(cookie) = set_cookie {
                     response
                         .headers_mut()
@@ -289,45 +296,71 @@ impl SiteRequest<'_> {
         }
     }
 
-    /// Whether this request may read the preview `service@id` mounted at
-    /// `cookie_path` (`/s/<service>@<id>/`, or `/` on its own host): always
-    /// when previews are public; when signed, with a valid `exp`/`sig` in
-    /// the query (answered with the `Set-Cookie` that carries the
-    /// signature to the preview's other paths: `Some(Some(cookie))`) or in
-    /// its cookie. Unsigned, expired, tampered: `None`, which callers answer
-    /// with the same 404 as a missing deployment.
-    fn preview_access(
+    /// The preview `service@id` mounted at `cookie_path`
+    /// (`/s/<service>@<id>/`, or `/` on its own host), if this request may
+    /// read it: always when previews are public; when signed, with a valid
+    /// `exp`/`sig` in the query (then with the `Set-Cookie` that carries
+    /// the signature to the preview's other paths) or in its cookie. The
+    /// signature is checked against the deployment's own `createdAt`
+    /// ([`crate::previews`]), so a link to a deployment deleted and made
+    /// again under the same id opens nothing. Unsigned, expired, tampered
+    /// or gone: `None`, which callers answer with the same 404 as a
+    /// missing deployment. An unsigned request never builds an index.
+    async fn open_preview(
         &self,
         service: &str,
         id: &str,
         cookie_path: &str,
-    ) -> Option<Option<HeaderValue>> {
+    ) -> Option<(Arc<Deployment>, Option<HeaderValue>)> {
+        let (retained, registry) = (self.state.retained.clone(), self.state.registry.clone());
+        let (owned_service, owned_id) = (service.to_string(), id.to_string());
         if self.settings.previews != crate::previews::Mode::Signed {
-            return Some(None);
+            let found = tokio::task::spawn_blocking(move || {
+                retained.get(&registry, &owned_service, &owned_id)
+            })
+            .await
+            .ok()
+            .flatten()?;
+            return Some((found, None));
         }
-        let valid = |(exp, sig): &(u64, String)| {
-            self.state
-                .preview_key
-                .as_ref()
-                .is_some_and(|k| k.verify(service, id, *exp, sig))
+        // The query's signature when it has one (a bad one is not rescued
+        // by a cookie), else the cookie's.
+        let (signed, from_query) = match crate::previews::from_query(self.query) {
+            Some(signed) => (signed, true),
+            None => (
+                crate::previews::from_cookie(self.headers, service, id)?,
+                false,
+            ),
         };
-        match (
-            crate::previews::from_query(self.query),
-            crate::previews::from_cookie(self.headers, service, id),
-        ) {
-            (Some(signed), _) if valid(&signed) => Some(
+        let (exp, sig) = signed;
+        let key = self.state.preview_key.clone()?;
+        if exp <= crate::previews::unix_now() {
+            return None; // expired: no need to look at the deployment
+        }
+        let sig_for_cookie = sig.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let created_at = retained.created_at(&registry, &owned_service, &owned_id)?;
+            if !key.verify(&owned_service, &owned_id, &created_at, exp, &sig) {
+                return None;
+            }
+            retained.get_created_at(&registry, &owned_service, &owned_id, &created_at)
+        })
+        .await
+        .ok()
+        .flatten()?;
+        let cookie = from_query
+            .then(|| {
                 HeaderValue::from_str(&format!(
                     "{}={}.{}; Path={cookie_path}; Max-Age={}; HttpOnly; SameSite=Lax",
                     crate::previews::cookie_name(service, id),
-                    signed.0,
-                    signed.1,
-                    signed.0.saturating_sub(crate::previews::unix_now())
+                    exp,
+                    sig_for_cookie,
+                    exp.saturating_sub(crate::previews::unix_now())
                 ))
-                .ok(),
-            ),
-            (None, Some(cookie)) if valid(&cookie) => Some(None),
-            _ => None,
-        }
+                .ok()
+            })
+            .flatten();
+        Some((found, cookie))
     }
 
     async fn answer(&self, service: &str, rel: &[String]) -> Response<Body> {
@@ -343,31 +376,28 @@ impl SiteRequest<'_> {
         response
     }
 
-    /// `/s/<service>@<id>/…`: any retained deployment, read-only, never
-    /// cached, never indexed by search engines.
-    async fn preview(&self, service: &str, id: &str, rel: &[String]) -> Response<Body> {
-        let (retained, registry) = (self.state.retained.clone(), self.state.registry.clone());
-        let (owned_service, owned_id) = (service.to_string(), id.to_string());
-        let found =
-            tokio::task::spawn_blocking(move || retained.get(&registry, &owned_service, &owned_id))
-                .await
-                .ok()
-                .flatten();
-        let mut response = match &found {
-            Some(deployment) => self.answer_from(deployment, service, rel, false).await,
-            None => plain(StatusCode::NOT_FOUND, "not found: no such deployment"),
-        };
+    /// `/s/<service>@<id>/…`: a retained deployment (opened by
+    /// [`Self::open_preview`]), read-only, never cached, never indexed by
+    /// search engines.
+    async fn preview(
+        &self,
+        deployment: Arc<Deployment>,
+        service: &str,
+        rel: &[String],
+    ) -> Response<Body> {
+        let mut response = self.answer_from(&deployment, service, rel, false).await;
         let headers = response.headers_mut();
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert("x-robots-tag", HeaderValue::from_static("noindex"));
-        if let Some(deployment) = found {
-            response.extensions_mut().insert(ServedFrom(deployment));
-        }
+        response.extensions_mut().insert(ServedFrom(deployment));
         response
     }
 
-    /// Skew protection: the newest retained deployment other than the
-    /// current one that has `path` as a non-HTML file.
+    /// Skew protection: `path` (a fingerprinted name, see
+    /// [`skew_candidate`]) as a non-HTML file of the most recently live
+    /// deployment other than the current one that stopped being live less
+    /// than `skew_window` ago ([`Retained::newest_with`]). Never from a
+    /// deployment that was not live.
     async fn skewed(
         &self,
         service: &str,
@@ -375,10 +405,14 @@ impl SiteRequest<'_> {
         path: &str,
     ) -> Option<Response<Body>> {
         let current_id = current.id.as_str();
+        let window = self.settings.skew_window;
+        if window.is_zero() {
+            return None;
+        }
         let older = match self
             .state
             .retained
-            .newest_with_cached(service, current_id, path)
+            .newest_with_cached(service, current_id, path, window)
         {
             Cached::Known(older) => older?,
             Cached::Unknown => {
@@ -390,7 +424,7 @@ impl SiteRequest<'_> {
                     path.to_string(),
                 );
                 tokio::task::spawn_blocking(move || {
-                    retained.newest_with(&registry, &service, &current_id, &owned_path)
+                    retained.newest_with(&registry, &service, &current_id, &owned_path, window)
                 })
                 .await
                 .ok()
@@ -446,7 +480,8 @@ impl SiteRequest<'_> {
     ///    (clean URLs);
     /// 3. the first `_redirects` rule matching the path;
     /// 4. the service's `spa_fallback` (`index.html` for extension-less
-    ///    paths), then skew protection (assets of retained deployments);
+    ///    paths), then skew protection (fingerprinted assets of a
+    ///    deployment live within `skew_window`);
     /// 5. 404, with the deployment's `404.html` when it has one.
     async fn resolve(
         &self,
@@ -496,7 +531,7 @@ impl SiteRequest<'_> {
                 return self.file(deployment, "index.html", entry).await;
             }
         }
-        if current && looks_like_asset && self.settings.skew_protection {
+        if current && self.settings.skew_protection && skew_candidate(self.settings, &joined) {
             if let Some(response) = self.skewed(service, deployment, &joined).await {
                 return response;
             }
@@ -683,6 +718,20 @@ impl SiteRequest<'_> {
         .respond()
         .await
     }
+}
+
+/// Whether a miss for `path` (relative) may be answered by skew protection:
+/// only names the immutable rule recognises as fingerprinted
+/// ([`crate::site::rules::immutable::is_fingerprinted`]) or the operator
+/// declared immutable (`immutable_paths`). Skew protection exists for the
+/// hashed assets a page loaded before a flip still asks for; any other file
+/// removed from a site is 404 at once.
+fn skew_candidate(settings: &Settings, path: &str) -> bool {
+    crate::site::rules::immutable::is_fingerprinted(path)
+        || settings
+            .immutable_paths
+            .as_ref()
+            .is_some_and(|globs| globs.is_match(path))
 }
 
 /// The `Cache-Control` of a file of the deployment at `path` (relative)

@@ -68,12 +68,9 @@ pub fn list(layout: &Layout, service: &str) -> Result<Vec<DeploymentInfo>> {
             None => {
                 // Made by hand (seed runbook): count what is there.
                 let (files, bytes) = count_tree(&path);
-                let modified = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .unwrap_or(UNIX_EPOCH);
+                let modified = entry.metadata().ok();
                 DeploymentInfo {
-                    created_at: rfc3339(modified),
+                    created_at: hand_made_created_at(modified.as_ref()),
                     files,
                     bytes,
                     digest: None,
@@ -96,6 +93,31 @@ pub fn list(layout: &Layout, service: &str) -> Result<Vec<DeploymentInfo>> {
             .then_with(|| b.id.cmp(&a.id))
     });
     Ok(all)
+}
+
+/// The `createdAt` of the deployment in `dir`, as [`list`] reports it: from
+/// its `.deployer-meta.json`, or for a deployment made by hand (no
+/// metadata) the directory's mtime. `None` when the directory is gone.
+///
+/// Immutable for a deployment's life and different for a deployment made
+/// again under the same id, so it names one deployment, not one id: signed
+/// preview links ([`crate::previews`]) and the activation log
+/// ([`super::activations`]) are bound to it.
+pub fn created_at(dir: &Path) -> Option<String> {
+    if let Ok(Some(meta)) = DeploymentMeta::read(dir) {
+        return Some(meta.created_at);
+    }
+    let metadata = std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir())?;
+    Some(hand_made_created_at(Some(&metadata)))
+}
+
+/// The `createdAt` of a deployment without metadata: its directory's mtime.
+fn hand_made_created_at(metadata: Option<&std::fs::Metadata>) -> String {
+    rfc3339(
+        metadata
+            .and_then(|m| m.modified().ok())
+            .unwrap_or(UNIX_EPOCH),
+    )
 }
 
 /// Whether `service` has at least one deployment directory. A service
