@@ -970,24 +970,6 @@ mod routing_change_tests {
     use super::*;
 
     #[test]
-    fn an_existing_token_is_kept_unless_another_is_given() {
-        let kept = choose_token(None, Some("old".into())).unwrap();
-        assert_eq!(kept, ("old".to_string(), TokenChange::Kept, None));
-        let same = choose_token(Some("old"), Some("old".into())).unwrap();
-        assert_eq!(same, ("old".to_string(), TokenChange::Kept, None));
-        let changed = choose_token(Some("new"), Some("old".into())).unwrap();
-        assert_eq!(changed, ("new".to_string(), TokenChange::Changed, None));
-        let given = choose_token(Some("new"), None).unwrap();
-        assert_eq!(given, ("new".to_string(), TokenChange::New, None));
-        let (token, change, shown) = choose_token(None, None).unwrap();
-        assert_eq!(
-            (change, shown.as_deref()),
-            (TokenChange::New, Some(&*token))
-        );
-        assert_eq!(token.len(), 48);
-    }
-
-    #[test]
     fn a_router_for_the_host_is_found_by_its_exact_rule() {
         let routing = super::super::labels::Routing::new("p.example.com");
         let labels = routing.router_labels(&Project::new("41").unwrap(), &[]);
@@ -1065,5 +1047,28 @@ mod routing_change_tests {
         let mut other = labels.clone();
         other.insert("deployer.spec".to_string(), "x".to_string());
         assert!(!routing_changed(&labels, &other));
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_token_is_kept_unless_another_is_given() {
+        let kept = choose_token(None, Some("old".into())).unwrap();
+        assert_eq!(kept, ("old".to_string(), TokenChange::Kept, None));
+        let same = choose_token(Some("old"), Some("old".into())).unwrap();
+        assert_eq!(same, ("old".to_string(), TokenChange::Kept, None));
+        let changed = choose_token(Some("new"), Some("old".into())).unwrap();
+        assert_eq!(changed, ("new".to_string(), TokenChange::Changed, None));
+        let given = choose_token(Some("new"), None).unwrap();
+        assert_eq!(given, ("new".to_string(), TokenChange::New, None));
+        let (token, change, shown) = choose_token(None, None).unwrap();
+        assert_eq!(
+            (change, shown.as_deref()),
+            (TokenChange::New, Some(&*token))
+        );
+        assert_eq!(token.len(), 48);
     }
 }
