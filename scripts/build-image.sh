@@ -14,7 +14,7 @@ case "$TARGET" in
 esac
 echo "building a static binary for $TARGET"
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$TARGET"
-BINARY=target/$TARGET/release/project-http
+BINARY=${CARGO_TARGET_DIR:-target}/$TARGET/release/project-http
 if ldd "$BINARY" 2>&1 | grep -q '=>'; then
     echo "build-image.sh: $BINARY is dynamically linked" >&2
     exit 1

@@ -156,8 +156,10 @@ struct EnsureArgs {
     /// Image to run.
     #[arg(long, default_value = project_http::docker::ensure::DEFAULT_IMAGE)]
     image: String,
-    /// Admin token for the container [default: keep the current one, or generate one]
-    #[arg(long, env = "PROJECT_HTTP_ADMIN_TOKEN", hide_env_values = true)]
+    /// Admin token for the container; replaces the current one [default:
+    /// keep the current one, or generate one]. Only this flag sets it: an
+    /// exported PROJECT_HTTP_ADMIN_TOKEN (perhaps another server's) is not used.
+    #[arg(long)]
     admin_token: Option<String>,
     /// Memory limit of the container, in MiB.
     #[arg(long, default_value_t = 256)]
@@ -583,8 +585,26 @@ async fn ensure(args: EnsureArgs) -> anyhow::Result<()> {
     if result.network_created {
         outln!("network {}: created", options.network);
     }
-    if let Some(token) = &result.generated_token {
-        outln!("admin token (generated; keep it for deploys): {token}");
+    match (result.admin_token, &result.generated_token) {
+        (ensure::TokenChange::New, Some(token)) => {
+            outln!("admin token (generated; keep it for deploys): {token}")
+        }
+        (ensure::TokenChange::New, None) => outln!("admin token: new (given with --admin-token)"),
+        (ensure::TokenChange::Changed, _) => outln!(
+            "admin token: changed (given with --admin-token); deployers with the old token now get 401"
+        ),
+        (ensure::TokenChange::Kept, _) => outln!("admin token: kept"),
+    }
+    // An exported token that is not the project's (another server's, or a
+    // stale one) was not used: say so, never what either token is.
+    if options.admin_token.is_none()
+        && std::env::var(docker::TOKEN_ENV).is_ok_and(|t| !t.is_empty() && t != result.token)
+    {
+        eprintln!(
+            "note: {} in the environment is not this project's admin token and was not used \
+             (ensure sets a token only with --admin-token)",
+            docker::TOKEN_ENV
+        );
     }
     Ok(())
 }

@@ -996,11 +996,17 @@ fn disk_refusal_on_a_small_tmpfs_root() {
     );
 }
 
-/// A loopback receiver: records (headers, body) of every POST, answers 200.
 /// (head, body) of each request a receiver got.
 type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
+/// A loopback receiver: records (headers, body) of every POST, answers 200.
 fn receiver() -> (String, Received) {
+    receiver_answering("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into())
+}
+
+/// A loopback receiver that records every request and gives each one
+/// `answer` (a whole HTTP response).
+fn receiver_answering(answer: String) -> (String, Received) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -1027,21 +1033,220 @@ fn receiver() -> (String, Received) {
                 .unwrap()
                 .push((head, String::from_utf8_lossy(&body).into_owned()));
             let mut stream = reader.into_inner();
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(answer.as_bytes());
         }
     });
     (url, got)
 }
 
 fn webhook_config(dir: &Path, name: &str, url: &str) -> String {
+    webhooks_config(dir, name, &[url])
+}
+
+fn webhooks_config(dir: &Path, name: &str, urls: &[&str]) -> String {
     let path = dir.join(name);
+    let list = urls
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     std::fs::write(
         &path,
-        format!("webhooks = [\"{url}\"]\nwebhook_secret = \"hook-secret\"\n"),
+        format!("webhooks = [{list}]\nwebhook_secret = \"hook-secret\"\n"),
     )
     .unwrap();
     path.to_str().unwrap().to_string()
+}
+
+/// The value of `name` in the `/metrics` text.
+fn metric(admin: SocketAddr, name: &str) -> u64 {
+    let text = common::get(admin, "/metrics", &[AUTH]).text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// Polls `done` every 20 ms until it holds or `limit` passes.
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
+}
+
+/// Receivers `[dead, healthy]`: the healthy one gets every event while the
+/// dead one (accepts, never answers: 23.5 s per event with its retries)
+/// is still on its first; past its own queue of 256 the dead one's events
+/// are dropped, counted and logged for it alone.
+#[test]
+fn webhooks_a_dead_receiver_delays_and_drops_only_its_own_events() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/hook", dead.local_addr().unwrap());
+    let (healthy_url, got) = receiver();
+    let root = Root::new();
+    let config = webhooks_config(root.path(), "hooks.toml", &[&dead_url, &healthy_url]);
+    let (server, admin) = Server::start_with_token(root.path(), TOKEN, &["--config", &config]);
+    let ids = |got: &Received| -> Vec<u64> {
+        let got = got.lock().unwrap();
+        got.iter()
+            .map(|(_, body)| {
+                serde_json::from_str::<Value>(body).unwrap()["id"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    for v in ["a", "b", "c"] {
+        assert_eq!(
+            upload(admin, "web", &format!("?id={v}"), &site(v)).status,
+            201
+        );
+    }
+    // started + 3 × (deployed, activated); generous, and far below the
+    // 23.5 s the dead receiver holds its first event.
+    assert!(
+        wait_until(Duration::from_secs(10), || got.lock().unwrap().len() >= 7),
+        "the healthy receiver got {:?} of 7 events",
+        ids(&got)
+    );
+    assert_eq!(ids(&got), (1..=7).collect::<Vec<_>>());
+    assert_eq!(
+        metric(
+            admin,
+            "project_http_webhook_deliveries_total{outcome=\"dropped\"}"
+        ),
+        0
+    );
+
+    // 2 × 140 more events: more than the dead receiver's queue holds.
+    for i in 0..140 {
+        let r = upload(admin, "web", &format!("?id=q{i}"), &site(&format!("q{i}")));
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let last_arrived = || {
+        got.lock().unwrap().iter().any(|(_, body)| {
+            let v: Value = serde_json::from_str(body).unwrap();
+            v["event"] == "deployment.activated" && v["data"]["current"] == "q139"
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), last_arrived),
+        "the healthy receiver got {} events",
+        got.lock().unwrap().len()
+    );
+    let healthy = ids(&got);
+    assert!(healthy.len() >= 7 + 280, "{}", healthy.len());
+    assert_eq!(
+        healthy,
+        (1..=healthy.len() as u64).collect::<Vec<_>>(),
+        "the healthy receiver missed events"
+    );
+    let dropped = metric(
+        admin,
+        "project_http_webhook_deliveries_total{outcome=\"dropped\"}",
+    );
+    assert!(dropped > 0, "nothing dropped for the dead receiver");
+    let full = server
+        .stderr
+        .wait_for("queue is full", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no drop logged:\n{}", server.stderr.all().join("\n")));
+    assert!(full.contains("receiver=1"), "{full}");
+    let lines = server.stderr.all();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("queue is full") && l.contains("receiver=2")),
+        "the healthy receiver dropped events"
+    );
+    assert_eq!(
+        metric(
+            admin,
+            "project_http_webhook_deliveries_total{outcome=\"failed\"}"
+        ),
+        0
+    );
+    drop(dead);
+}
+
+/// A 302 or 307 answer is a failed attempt, retried (4 attempts) and never
+/// followed; a receiver URL's userinfo, path and query never reach the log.
+#[test]
+fn webhook_redirects_fail_unfollowed_and_logs_hide_receiver_secrets() {
+    let (target, followed) = receiver();
+    let redirect = |code: &str| {
+        receiver_answering(format!(
+            "HTTP/1.1 {code} Moved\r\nLocation: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ))
+    };
+    let (url_302, got_302) = redirect("302");
+    let (url_307, got_307) = redirect("307");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let secret_url =
+        format!("http://hookuser:hunter2@127.0.0.1:{closed_port}/hooks/pathsecret?token=s3cret");
+    let root = Root::new();
+    let config = webhooks_config(
+        root.path(),
+        "hooks.toml",
+        &[&url_302, &url_307, &secret_url],
+    );
+    let (server, admin) = Server::start_with_token(root.path(), TOKEN, &["--config", &config]);
+    // project.server.started, to each of the three: 4 attempts, 3.5 s of
+    // back-off, then counted as failed.
+    let failed = || {
+        metric(
+            admin,
+            "project_http_webhook_deliveries_total{outcome=\"failed\"}",
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || failed() == 3),
+        "failed: {}\n{}",
+        failed(),
+        server.stderr.all().join("\n")
+    );
+    assert_eq!(
+        metric(
+            admin,
+            "project_http_webhook_deliveries_total{outcome=\"delivered\"}"
+        ),
+        0
+    );
+    for got in [&got_302, &got_307] {
+        let got = got.lock().unwrap();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(
+            got.iter().all(|(head, _)| head.starts_with("POST /hook ")),
+            "{got:?}"
+        );
+    }
+    assert!(
+        followed.lock().unwrap().is_empty(),
+        "a redirect was followed"
+    );
+    let lines = [server.stderr.all(), server.stdout.all()].concat();
+    let failures: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("webhook delivery failed") && l.contains("receiver=3"))
+        .collect();
+    assert_eq!(failures.len(), 4, "{lines:#?}");
+    assert!(
+        failures[0].contains(&format!("http://***@127.0.0.1:{closed_port}/***?***")),
+        "{}",
+        failures[0]
+    );
+    for secret in ["hookuser", "hunter2", "pathsecret", "s3cret"] {
+        assert!(
+            !lines.iter().any(|l| l.contains(secret)),
+            "{secret} in the log:\n{}",
+            lines.join("\n")
+        );
+    }
 }
 
 /// Every event reaches a loopback receiver once, with a valid signature;

@@ -110,6 +110,31 @@ impl TestProject {
         run(&args)
     }
 
+    /// `ensure` as [`TestProject::ensure`] runs it, with
+    /// `PROJECT_HTTP_ADMIN_TOKEN` exported in its environment.
+    fn ensure_with_exported_token(&self, token: &str) -> (bool, String, String) {
+        let output = Command::new(common::binary())
+            .args([
+                "ensure",
+                "--project",
+                &self.id,
+                "--host",
+                "site.example.test",
+                "--network",
+                &self.network,
+                "--image",
+                IMAGE,
+            ])
+            .env("PROJECT_HTTP_ADMIN_TOKEN", token)
+            .output()
+            .expect("project-http");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     /// Waits until the container reports healthy.
     /// The file I/O backend the container's server logged at startup.
     fn io_backend(&self) -> String {
@@ -381,6 +406,64 @@ fn ensure_creates_serves_is_idempotent_and_repairs_drift() {
     assert_eq!(project.get("/s/web/big.bin").body, big);
     let (ok, out, err) = project.ensure(&["--memory-mib", "300", "--io-uring"]);
     assert!(ok && out.contains("nothing changed"), "{out}{err}");
+}
+
+/// An exported PROJECT_HTTP_ADMIN_TOKEN (another server's) does not
+/// rotate an existing project's token: ensure keeps it, says so, and a
+/// deployer with the project's token is still let in.
+#[test]
+fn ensure_keeps_the_token_when_another_is_exported() {
+    if !docker_ready() {
+        return;
+    }
+    let project = TestProject::new("tk");
+    let (ok, out, err) = project.ensure(&[]);
+    assert!(ok, "{out}{err}");
+    let token = project.token();
+    project.wait_healthy();
+    let before = project.inspect(&project.container())["Id"].clone();
+
+    let (ok, out, err) = project.ensure_with_exported_token("another-servers-token-5d1e");
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("nothing changed") && out.contains("admin token: kept"),
+        "{out}"
+    );
+    assert!(
+        err.contains("PROJECT_HTTP_ADMIN_TOKEN in the environment is not this project's"),
+        "{err}"
+    );
+    assert!(!format!("{out}{err}").contains("another-servers-token-5d1e"));
+    assert_eq!(project.token(), token);
+    assert_eq!(project.inspect(&project.container())["Id"], before);
+    let admin = format!("{}:9080", project.ip()).parse().unwrap();
+    let bearer = format!("Bearer {token}");
+    let r = common::get(admin, "/services", &[("Authorization", &bearer)]);
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A new project does not adopt an exported PROJECT_HTTP_ADMIN_TOKEN: it
+/// gets a token of its own, shown once.
+#[test]
+fn ensure_gives_a_new_project_its_own_token_despite_an_exported_one() {
+    if !docker_ready() {
+        return;
+    }
+    let project = TestProject::new("tn");
+    let foreign = "another-servers-token-77c2";
+    let (ok, out, err) = project.ensure_with_exported_token(foreign);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("created"), "{out}");
+    let token = project.token();
+    assert_ne!(token, foreign);
+    assert!(
+        out.contains(&format!(
+            "admin token (generated; keep it for deploys): {token}"
+        )),
+        "{out}"
+    );
+    assert!(err.contains("was not used"), "{err}");
+    assert!(!format!("{out}{err}").contains(foreign));
 }
 
 #[test]

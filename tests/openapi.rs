@@ -188,3 +188,133 @@ fn schemathesis_finds_nothing() {
     // The run left the server working.
     assert_eq!(common::get(admin, "/healthz", &[AUTH]).status, 200);
 }
+
+/// The JSON Schema verdicts (Draft 2020-12, Python's `jsonschema`, which
+/// schemathesis installs) of each (schema, value) pair; `None` when
+/// `jsonschema` cannot be imported (skipped like schemathesis itself).
+fn schema_verdicts(pairs: &[(Value, Value)]) -> Option<Vec<bool>> {
+    use std::io::Write;
+    schemathesis()?;
+    let script = "import json, sys, jsonschema\n\
+                  pairs = json.load(sys.stdin)\n\
+                  print(json.dumps([jsonschema.Draft202012Validator(s).is_valid(v) for s, v in pairs]))\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let input = serde_json::to_vec(pairs).unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "python3 jsonschema failed");
+    Some(serde_json::from_slice(&output.stdout).expect("verdicts"))
+}
+
+/// The upload's query parameters as documented and as the server takes
+/// them agree on every control character (C0, DEL, C1), tab, line feed and
+/// a few printable ones: a value the document allows is stored, one it
+/// refuses is answered 400. (Each probe sits inside the value: a trailing
+/// one would test the regex dialect's `$`, not the rule.)
+#[test]
+fn upload_query_rules_match_the_server_character_by_character() {
+    let root = Root::new();
+    let (_server, admin) = Server::start_with_token(root.path(), TOKEN, &[]);
+    let doc: Value = serde_json::from_slice(&common::get(admin, "/openapi.json", &[]).body)
+        .expect("openapi.json");
+    let upload = &doc["paths"]["/services/{service}/deployments"]["post"];
+    let schema_of = |name: &str| {
+        upload["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} parameter"))["schema"]
+            .clone()
+    };
+    let probes: Vec<char> = (0u32..0x20)
+        .chain(0x7f..0xa0)
+        .chain([0x20, 0x3d, 0xe9, 0x2028, 0xfeff])
+        .filter_map(char::from_u32)
+        .collect();
+    // (parameter, value): the label's probe in its value, then in its key.
+    let mut cases: Vec<(&str, String)> = Vec::new();
+    for c in &probes {
+        for name in ["id", "message", "commit", "branch"] {
+            cases.push((name, format!("a{c}b")));
+        }
+        cases.push(("label", format!("k=a{c}b")));
+        cases.push(("label", format!("a{c}b=v")));
+    }
+    let pairs: Vec<(Value, Value)> = cases
+        .iter()
+        .map(|(name, value)| {
+            let value = if *name == "label" {
+                serde_json::json!([value])
+            } else {
+                serde_json::json!(value)
+            };
+            (schema_of(name), value)
+        })
+        .collect();
+    let Some(documented) = schema_verdicts(&pairs) else {
+        return;
+    };
+    let site = tar_of(&[("index.html", b"<h1>q</h1>")]);
+    let mut disagree = Vec::new();
+    for ((name, value), allowed) in cases.iter().zip(documented) {
+        let encoded: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
+        let r = send(
+            admin,
+            "POST",
+            &format!("/services/web/deployments?activate=false&{name}={encoded}"),
+            &[AUTH],
+            &site,
+        );
+        assert!(
+            [200, 201, 400].contains(&r.status),
+            "{name}={value:?}: {} {}",
+            r.status,
+            r.text()
+        );
+        if allowed != (r.status != 400) {
+            disagree.push(format!(
+                "{name}={value:?}: documented {}, server {} {}",
+                if allowed { "valid" } else { "invalid" },
+                r.status,
+                r.text()
+            ));
+        }
+    }
+    assert!(disagree.is_empty(), "{}", disagree.join("\n"));
+}
+
+/// A zip with `partial=true` is refused with 422, and the document says so.
+#[test]
+fn a_zip_with_partial_is_a_documented_422() {
+    let root = Root::new();
+    let (_server, admin) = Server::start_with_token(root.path(), TOKEN, &[]);
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("index.html", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    std::io::Write::write_all(&mut zip, b"<h1>z</h1>").unwrap();
+    let zip = zip.finish().unwrap().into_inner();
+    let r = send(
+        admin,
+        "POST",
+        "/services/web/deployments?partial=true",
+        &[AUTH],
+        &zip,
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    let doc: Value = serde_json::from_slice(&common::get(admin, "/openapi.json", &[]).body)
+        .expect("openapi.json");
+    let upload = &doc["paths"]["/services/{service}/deployments"]["post"];
+    let refused = upload["responses"]["422"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        refused.contains("zip") && refused.contains("partial=true"),
+        "the 422 does not name a zip with partial=true: {refused}"
+    );
+}

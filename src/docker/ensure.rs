@@ -45,7 +45,9 @@ pub struct EnsureOptions {
     pub routing: super::labels::Routing,
     pub network: String,
     pub image: String,
-    /// `None`: keep the running container's token, or generate one.
+    /// `--admin-token`, given explicitly (an exported
+    /// `PROJECT_HTTP_ADMIN_TOKEN` does not count: [`choose_token`]).
+    /// `None`: keep the container's (or service's) token, or generate one.
     pub admin_token: Option<String>,
     pub memory_bytes: i64,
     /// Run with the seccomp profile that allows io_uring ([`super::seccomp`]).
@@ -135,6 +137,46 @@ pub struct EnsureReport {
     /// Set only when ensure generated a new token (print it once).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generated_token: Option<String>,
+    /// What became of the admin token ([`TokenChange`]).
+    pub admin_token: TokenChange,
+    /// The admin token the container runs with (never serialized).
+    #[serde(skip)]
+    pub token: String,
+}
+
+/// What `ensure` did with the admin token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenChange {
+    /// The container's (service's) token stays: deployers keep theirs.
+    Kept,
+    /// No token before (a new project, or its container was removed):
+    /// generated, or the one given with `--admin-token`.
+    New,
+    /// `--admin-token` replaced a different token: deployers with the old
+    /// one now get 401.
+    Changed,
+}
+
+/// The token the container gets, what that means ([`TokenChange`]), and
+/// the token again when it was generated (shown once). `given`: only an
+/// explicit `--admin-token` (never an exported environment variable, which
+/// may be another server's); `current`: the existing container's or
+/// service's `PROJECT_HTTP_ADMIN_TOKEN`, kept unless `given` differs.
+pub fn choose_token(
+    given: Option<&str>,
+    current: Option<String>,
+) -> Result<(String, TokenChange, Option<String>)> {
+    Ok(match (given, current) {
+        (Some(given), Some(current)) if given == current => (current, TokenChange::Kept, None),
+        (Some(given), Some(_)) => (given.to_string(), TokenChange::Changed, None),
+        (Some(given), None) => (given.to_string(), TokenChange::New, None),
+        (None, Some(current)) => (current, TokenChange::Kept, None),
+        (None, None) => {
+            let token = random_token()?;
+            (token.clone(), TokenChange::New, Some(token))
+        }
+    })
 }
 
 pub async fn ensure(docker: &Docker, options: &EnsureOptions) -> Result<EnsureReport> {
@@ -184,19 +226,12 @@ pub async fn ensure(docker: &Docker, options: &EnsureOptions) -> Result<EnsureRe
     let _lock = lock_project(project)?;
     let existing = settle_interrupted_replacement(docker, project, existing).await?;
 
-    let (token, generated_token) = match (
-        &options.admin_token,
+    let (token, token_change, generated_token) = choose_token(
+        options.admin_token.as_deref(),
         existing
             .as_ref()
             .and_then(|c| super::env_value(c, TOKEN_ENV)),
-    ) {
-        (Some(token), _) => (token.clone(), None),
-        (None, Some(token)) => (token, None),
-        (None, None) => {
-            let token = random_token()?;
-            (token.clone(), Some(token))
-        }
-    };
+    )?;
 
     let volume_created = ensure_volume(docker, project, &options.volume_opts).await?;
     let network_created = ensure_network(docker, project, &options.network, false).await?;
@@ -279,6 +314,8 @@ pub async fn ensure(docker: &Docker, options: &EnsureOptions) -> Result<EnsureRe
         network_created,
         urls: options.routing.site_urls(),
         generated_token,
+        admin_token: token_change,
+        token,
     })
 }
 
@@ -1010,5 +1047,28 @@ mod routing_change_tests {
         let mut other = labels.clone();
         other.insert("deployer.spec".to_string(), "x".to_string());
         assert!(!routing_changed(&labels, &other));
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_token_is_kept_unless_another_is_given() {
+        let kept = choose_token(None, Some("old".into())).unwrap();
+        assert_eq!(kept, ("old".to_string(), TokenChange::Kept, None));
+        let same = choose_token(Some("old"), Some("old".into())).unwrap();
+        assert_eq!(same, ("old".to_string(), TokenChange::Kept, None));
+        let changed = choose_token(Some("new"), Some("old".into())).unwrap();
+        assert_eq!(changed, ("new".to_string(), TokenChange::Changed, None));
+        let given = choose_token(Some("new"), None).unwrap();
+        assert_eq!(given, ("new".to_string(), TokenChange::New, None));
+        let (token, change, shown) = choose_token(None, None).unwrap();
+        assert_eq!(
+            (change, shown.as_deref()),
+            (TokenChange::New, Some(&*token))
+        );
+        assert_eq!(token.len(), 48);
     }
 }

@@ -34,8 +34,8 @@ use bollard::Docker;
 use sha2::{Digest, Sha256};
 
 use super::ensure::{
-    api_minor, desired_env, ensure_network, ensure_volume, health_config, random_token,
-    stop_timeout_secs, EnsureOptions, EnsureReport,
+    api_minor, desired_env, ensure_network, ensure_volume, health_config, stop_timeout_secs,
+    EnsureOptions, EnsureReport,
 };
 use super::{find_container, is_not_found, Project, STATIC_DIR, TOKEN_ENV};
 
@@ -310,14 +310,8 @@ pub async fn ensure_service(docker: &Docker, options: &EnsureOptions) -> Result<
                 .as_ref()
                 .and_then(|c| super::env_value(c, TOKEN_ENV))
         });
-    let (token, generated_token) = match (&options.admin_token, current_token) {
-        (Some(token), _) => (token.clone(), None),
-        (None, Some(token)) => (token, None),
-        (None, None) => {
-            let token = random_token()?;
-            (token.clone(), Some(token))
-        }
-    };
+    let (token, token_change, generated_token) =
+        super::ensure::choose_token(options.admin_token.as_deref(), current_token)?;
 
     let volume_created = ensure_volume(docker, project, &options.volume_opts).await?;
     let network_created = ensure_network(docker, project, &options.network, true).await?;
@@ -389,6 +383,8 @@ pub async fn ensure_service(docker: &Docker, options: &EnsureOptions) -> Result<
         network_created,
         urls: options.routing.site_urls(),
         generated_token,
+        admin_token: token_change,
+        token,
     })
 }
 
