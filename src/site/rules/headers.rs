@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::pattern::{normalize, Pattern};
+use super::pattern::{Pattern, Subject};
 use super::{Limits, RuleError};
 
 /// The file's name at the top of a deployment.
@@ -72,16 +72,26 @@ impl HeaderRules {
     /// Applies every block matching `path` (a site path starting with `/`)
     /// to `headers`.
     pub fn apply(&self, path: &str, headers: &mut HeaderMap) {
+        self.apply_subject(&Subject::new(path), headers);
+    }
+
+    /// [`Self::apply`] on a prepared path, whose [`Subject::steps`] then
+    /// count the matching work: linear in the path's length whatever the
+    /// blocks.
+    pub fn apply_subject(&self, subject: &Subject<'_>, headers: &mut HeaderMap) {
         if self.blocks.is_empty() {
             return;
         }
-        let path = normalize(path);
-        let mut matched: Vec<usize> = self.statics.get(path).cloned().unwrap_or_default();
+        let mut matched: Vec<usize> = self
+            .statics
+            .get(subject.path())
+            .cloned()
+            .unwrap_or_default();
         matched.extend(
             self.dynamic
                 .iter()
                 .copied()
-                .filter(|&i| self.blocks[i].pattern.matches(path).is_some()),
+                .filter(|&i| self.blocks[i].pattern.is_match(subject)),
         );
         if matched.is_empty() {
             return;

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use super::pattern::{is_name, normalize, Captures, Pattern};
+use super::pattern::{is_name, normalize, Captures, Pattern, Subject};
 use super::{Limits, RuleError};
 
 /// The file's name at the top of a deployment.
@@ -137,16 +137,21 @@ impl Redirects {
 
     /// The first rule matching `path` (a site path starting with `/`).
     pub fn lookup(&self, path: &str) -> Option<Matched<'_>> {
+        self.lookup_subject(&Subject::new(path))
+    }
+
+    /// [`Self::lookup`] on a prepared path, whose [`Subject::steps`] then
+    /// count the work: linear in the path's length whatever the rules.
+    pub fn lookup_subject(&self, subject: &Subject<'_>) -> Option<Matched<'_>> {
         if self.rules.is_empty() {
             return None;
         }
-        let path = normalize(path);
-        let first_static = self.statics.get(path).copied();
+        let first_static = self.statics.get(subject.path()).copied();
         for &i in &self.dynamic {
             if first_static.is_some_and(|s| s < i) {
                 break;
             }
-            if let Some(captures) = self.rules[i].from.matches(path) {
+            if let Some(captures) = self.rules[i].from.matches_subject(subject) {
                 return Some(Matched {
                     rule: &self.rules[i],
                     captures,
