@@ -72,7 +72,11 @@ fn long(shape: &str) {
         }
         "segments" => {
             let text: String = (0..100)
-                .map(|i| format!("/:a/:b/:c/:d/:e/:f/:g/:h/*/:i/:j/:k/:l/:m/:n/:o/:p/z{i} /d/:splat 301\n"))
+                .map(|i| {
+                    format!(
+                        "/:a/:b/:c/:d/:e/:f/:g/:h/*/:i/:j/:k/:l/:m/:n/:o/:p/z{i} /d/:splat 301\n"
+                    )
+                })
                 .collect();
             (
                 Redirects::parse(&text, &limits).unwrap(),

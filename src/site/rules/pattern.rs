@@ -322,6 +322,25 @@ impl Pattern {
         })
     }
 
+    /// A path this pattern matches, with `p0`, `p1`, … for its
+    /// placeholders and `s` for its splat: to see at upload where a rule
+    /// sends the paths it matches.
+    pub fn probe(&self) -> String {
+        let mut out = String::new();
+        let mut names = 0;
+        for token in &self.tokens {
+            match token {
+                Token::Literal(text) => out.push_str(text),
+                Token::Placeholder(_) => {
+                    out.push_str(&format!("p{names}"));
+                    names += 1;
+                }
+                Token::Splat => out.push('s'),
+            }
+        }
+        out
+    }
+
     /// Matches a path (normalized here, see [`normalize`]); the captures
     /// on success. A pattern ending in `/*` also matches the path without
     /// that `/` (`/app/*` matches `/app` and `/app/`), as on Netlify.
@@ -457,10 +476,17 @@ mod tests {
                 ("b".into(), "z".into())
             ])
         );
-        assert_eq!(caps("/a/*/:b", "/a/z"), None, "the splat cannot overlap /a/");
+        assert_eq!(
+            caps("/a/*/:b", "/a/z"),
+            None,
+            "the splat cannot overlap /a/"
+        );
         assert_eq!(
             caps("/:a/*", "/foo"),
-            Some(vec![("a".into(), "foo".into()), ("splat".into(), String::new())])
+            Some(vec![
+                ("a".into(), "foo".into()),
+                ("splat".into(), String::new())
+            ])
         );
         assert_eq!(
             caps("/*.js", "/a.js/b.js"),
@@ -559,10 +585,7 @@ mod tests {
                     (format!("/*-{i}.x"), flat.as_str()),
                     (format!("/*a{i}"), flat.as_str()),
                     (format!("/a/*/a/a{i}"), deep.as_str()),
-                    (
-                        format!("/:a/:b/:c/:d/*/:e/:f/:g/:h/z{i}"),
-                        deep.as_str(),
-                    ),
+                    (format!("/:a/:b/:c/:d/*/:e/:f/:g/:h/z{i}"), deep.as_str()),
                     (format!("{before}/*{after}/z{i}"), deep.as_str()),
                     (format!("/:a/*/b{i}"), flat.as_str()),
                     (format!("/a/a/*"), flat.as_str()),
