@@ -588,7 +588,7 @@ mod tests {
                     (format!("/:a/:b/:c/:d/*/:e/:f/:g/:h/z{i}"), deep.as_str()),
                     (format!("{before}/*{after}/z{i}"), deep.as_str()),
                     (format!("/:a/*/b{i}"), flat.as_str()),
-                    (format!("/a/a/*"), flat.as_str()),
+                    (format!("/a/a{i}/*"), flat.as_str()),
                 ]
             })
             .collect();
