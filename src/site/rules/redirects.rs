@@ -610,6 +610,13 @@ mod tests {
             let e = parse(text).expect_err(text);
             assert!(e.message.contains(needle), "{text}: {e}");
         }
+        // A deployment accepted before these checks keeps its rules when it
+        // is indexed again (its Locations are made safe when served).
+        let old = Redirects::parse(
+            "/a //evil.example/ 301\n/app/ /app 301\n",
+            &Limits::unlimited(),
+        );
+        assert_eq!(old.map(|r| r.rules().len()).ok(), Some(2));
         for text in [
             "/a/* /a/x 301\n",
             "/app/* /app/index.html 200\n",
