@@ -13,6 +13,24 @@
 //!
 //! Run: `cargo bench --bench site_rules --no-run`, then
 //! `benches/site_rules.sh`; or `site_rules <none|rules|forced> <N>` alone.
+//!
+//! `site_rules long <shape>` measures rule *matching* against one long
+//! path (issue #21: it must be linear in the path's length, whatever the
+//! patterns): 100 dynamic rules (the `max_dynamic_redirects` limit) of one
+//! adversarial shape, looked up for one 60 000-byte site path, repeated for
+//! at least half a second; it prints the wall time per lookup. It calls
+//! `Redirects::lookup` and `HeaderRules::apply` directly: through the
+//! server, a request target that long is now a 414 before any rule is
+//! consulted. `site_rules long <shape> <N>` does exactly `N` lookups (for
+//! callgrind: instructions at `N` minus at 0, over `N`). Shapes:
+//! * `splat`: `/*-<i>.x /d/:splat 301` against `/aaa…a` (a splat followed
+//!   by a literal that never matches: every split point is a candidate);
+//! * `segments`: `/:a/:b/…/:h/*/:i/…/:p/z<i> /d/:splat 301` against
+//!   `/a/a/…/a` (placeholders on both sides of the splat, 30 000 segments);
+//! * `names`: as many placeholders as a 1 000-character rule holds (95
+//!   before the splat, 95 after) against the same path;
+//! * `headers`: 100 `_headers` blocks `/*-<i>.js` (the issue's `/*.js`
+//!   example, 100 times) applied to `/aaa…a`.
 
 use std::sync::Arc;
 
@@ -38,9 +56,95 @@ fn redirects(force: bool) -> String {
     text
 }
 
+/// The length of the site path `long` matches rules against.
+const LONG: usize = 60_000;
+
+fn long(shape: &str, count: Option<u32>) {
+    use project_http::site::rules::{HeaderRules, Limits, Redirects};
+    let limits = Limits::default();
+    let (redirects, headers, path) = match shape {
+        "splat" => {
+            let text: String = (0..100)
+                .map(|i| format!("/*-{i}.x /d/:splat 301\n"))
+                .collect();
+            (
+                Redirects::parse(&text, &limits).unwrap(),
+                HeaderRules::default(),
+                format!("/{}", "a".repeat(LONG - 1)),
+            )
+        }
+        "segments" => {
+            let text: String = (0..100)
+                .map(|i| {
+                    format!(
+                        "/:a/:b/:c/:d/:e/:f/:g/:h/*/:i/:j/:k/:l/:m/:n/:o/:p/z{i} /d/:splat 301\n"
+                    )
+                })
+                .collect();
+            (
+                Redirects::parse(&text, &limits).unwrap(),
+                HeaderRules::default(),
+                "/a".repeat(LONG / 2),
+            )
+        }
+        "names" => {
+            // As many placeholders as a 1 000-character rule holds, on both
+            // sides of the splat: every one is a binary search.
+            let text: String = (0..100)
+                .map(|i| {
+                    let before: String = (0..95).map(|k| format!("/:b{k}")).collect();
+                    let after: String = (0..95).map(|k| format!("/:c{k}")).collect();
+                    format!("{before}/*{after}/z{i} /d/:splat 301\n")
+                })
+                .collect();
+            (
+                Redirects::parse(&text, &limits).unwrap(),
+                HeaderRules::default(),
+                "/a".repeat(LONG / 2),
+            )
+        }
+        "headers" => {
+            let text: String = (0..100)
+                .map(|i| format!("/*-{i}.js\n  X-Rule: {i}\n"))
+                .collect();
+            (
+                Redirects::default(),
+                HeaderRules::parse(&text, &limits).unwrap(),
+                format!("/{}", "a".repeat(LONG - 1)),
+            )
+        }
+        other => panic!("unknown shape {other:?}: splat, segments, names or headers"),
+    };
+    assert_eq!(path.len(), LONG);
+    let started = std::time::Instant::now();
+    let mut lookups = 0u32;
+    let more = |lookups: u32| match count {
+        Some(n) => lookups < n,
+        None => lookups == 0 || started.elapsed() < std::time::Duration::from_millis(500),
+    };
+    while more(lookups) {
+        let found = redirects.lookup(std::hint::black_box(&path));
+        assert!(found.is_none());
+        let mut map = http::HeaderMap::new();
+        headers.apply(std::hint::black_box(&path), &mut map);
+        assert!(map.is_empty());
+        lookups += 1;
+    }
+    let per = started.elapsed().as_secs_f64() / f64::from(lookups.max(1));
+    println!(
+        "long {shape}: {lookups} lookups of a {LONG}-byte path against 100 rules, {:.3} ms each",
+        per * 1e3
+    );
+}
+
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     let kind = args.next().unwrap_or_else(|| "rules".to_string());
+    if kind == "long" {
+        let shape = args.next().unwrap_or_else(|| "splat".to_string());
+        long(&shape, args.next().and_then(|n| n.parse().ok()));
+        return;
+    }
     let n: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path().join("web").join("d1");

@@ -431,3 +431,55 @@ fn a_half_closing_client_gets_every_answer_whole() {
         }
     }
 }
+
+/// Issue #21, item 3: a request-target longer than 8 KiB (the documented
+/// bound, `serve::path::MAX_TARGET`) is a 414 before any lookup or rule
+/// matching, answered identically with and without the fast path — also
+/// for an existing file behind a long query, which the fast path would
+/// otherwise answer 200 — and the connection goes on serving.
+#[test]
+fn a_target_longer_than_the_bound_is_414_on_both_paths() {
+    const MAX_TARGET: usize = 8 * 1024;
+    let root = Root::new();
+    fixture(&root);
+    let (fast, full) = servers(&root);
+    let padded = |path: &str, len: usize| format!("{path}?{}", "q".repeat(len - path.len() - 1));
+    let cases = [
+        (padded("/s/web/app.css", MAX_TARGET), 200),
+        (padded("/s/web/app.css", MAX_TARGET + 1), 414),
+        (padded("/s/rules/old", MAX_TARGET + 1), 414),
+        (format!("/s/web/{}", "a".repeat(MAX_TARGET)), 414),
+        // Over the fast path's 16 KiB head limit: hyper from the start.
+        (format!("/s/web/{}", "a".repeat(60_000)), 414),
+        (format!("/s/web/{}.js", "a/".repeat(30_000)), 414),
+    ];
+    for (target, status) in &cases {
+        for method in ["GET", "HEAD"] {
+            let request = format!(
+                "{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n\
+                 GET /s/web/app.css HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            );
+            let mut answers = Vec::new();
+            for server in [&fast, &full] {
+                let mut stream = TcpStream::connect(server.addr).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                stream.write_all(request.as_bytes()).unwrap();
+                let mut data = Vec::new();
+                stream.read_to_end(&mut data).unwrap();
+                let (first, used) = parse_response(&data, method == "HEAD").expect("an answer");
+                let (second, _) = parse_response(&data[used..], false).expect("a second answer");
+                assert_eq!(second.status, 200, "the connection goes on after {status}");
+                answers.push(seen(first));
+            }
+            assert_eq!(answers[0].0, *status, "{method} of {} bytes", target.len());
+            assert_eq!(
+                answers[0],
+                answers[1],
+                "fast path (left) and hyper (right) differ on {method} of {} bytes",
+                target.len()
+            );
+        }
+    }
+}

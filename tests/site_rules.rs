@@ -676,3 +676,156 @@ fn site_rules_cannot_make_caches_lie() {
         rewritten.header("cache-control")
     );
 }
+
+/// The raw head of the answer to `GET path` with `Host: host` (repeated
+/// fields kept, which `Response` folds).
+fn raw_head(addr: SocketAddr, host: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut data = Vec::new();
+    let _ = stream.read_to_end(&mut data);
+    let text = String::from_utf8_lossy(&data).into_owned();
+    text.split("\r\n\r\n").next().unwrap_or("").to_string()
+}
+
+/// Issue #21, item 4: no `Location` the server builds leaves the site —
+/// not a `_redirects` substitution with an empty first segment, not the
+/// directory or mount redirect of a request path starting with `//`, under
+/// path routing, host routing or a preview host — and destinations that
+/// would (`//host`, `/\host`) or that redirect to themselves are refused at
+/// upload.
+#[test]
+fn no_location_leaves_the_site() {
+    let root = Root::new();
+    let (server, admin) = start(&root, "host_suffix = \"sites.test\"\n");
+    let before = upload(admin, "", &[("index.html", b"v1")]);
+    for (text, needle) in [
+        ("/a //evil.example/ 301\n", "_redirects, line 1: "),
+        (
+            "/ok /fine\n/a /\\evil.example 302\n",
+            "_redirects, line 2: ",
+        ),
+        ("/app/ /app 301\n", "itself"),
+        ("/blog/:slug /blog/:slug/ 301\n", "itself"),
+    ] {
+        let r = try_upload(
+            admin,
+            "",
+            &[("index.html", b"v2"), ("_redirects", text.as_bytes())],
+        );
+        assert_eq!(r.status, 422, "{text}: {}", r.text());
+        assert!(r.text().contains(needle), "{text}: {}", r.text());
+    }
+    let redirects = "/r/:a/* /:splat/:a 302\n/splat/* /:splat/new-splat 302\n";
+    let id = upload(
+        admin,
+        "",
+        &[
+            ("index.html", b"<h1>home</h1>"),
+            ("docs/index.html", b"<h1>docs</h1>"),
+            ("_redirects", redirects.as_bytes()),
+        ],
+    );
+    assert_ne!(id, before);
+    let a = server.addr;
+    let service = "web.sites.test".to_string();
+    let preview = format!("{id}--web.sites.test");
+    let cases: Vec<(&str, String, &str)> = vec![
+        // (host, request path, the Location a browser must get)
+        (&service, "/r/evil.com/".into(), "/evil.com"),
+        (&service, "/r/evil.com".into(), "/evil.com"),
+        (&service, "/splat/".into(), "/new-splat"),
+        (&service, "//docs".into(), "/docs/"),
+        (&service, "///docs".into(), "/docs/"),
+        (&preview, "//docs".into(), "/docs/"),
+        (&preview, "/r/evil.com/".into(), "/evil.com"),
+        ("localhost", "//s/web".into(), "/s/web/"),
+        ("localhost", "//s/web/docs".into(), "/s/web/docs/"),
+        ("localhost", format!("//s/web@{id}"), ""),
+        ("localhost", "/s/web/r/evil.com/".into(), "/s/web//evil.com"),
+    ];
+    for (host, path, expected) in &cases {
+        let r = get_host(a, host, path);
+        let location = r.header("location").unwrap_or("");
+        assert!(matches!(r.status, 301 | 302), "{host} {path}: {}", r.status);
+        assert!(
+            !location.starts_with("//") && !location.starts_with("/\\"),
+            "{host} {path}: Location {location:?} names another host"
+        );
+        if !expected.is_empty() {
+            assert_eq!(location, *expected, "{host} {path}");
+        } else {
+            assert_eq!(location, format!("/s/web@{id}/"), "{host} {path}");
+        }
+    }
+}
+
+/// Issue #21, item 5: `Set-Cookie` from two `_headers` blocks is two
+/// fields (never one joined by `, `), and a rule's caching fields (the
+/// README's own `/fonts/*` immutable example) apply to the file, not to the
+/// 404 for a missing one or to a redirect, which keep the server's policy.
+#[test]
+fn headers_send_each_cookie_alone_and_leave_errors_the_servers_caching() {
+    let root = Root::new();
+    let (server, admin) = start(&root, "");
+    let headers = "\
+/*
+  Set-Cookie: a=1; Path=/
+/page
+  Set-Cookie: b=2; Path=/
+/fonts/*
+  Access-Control-Allow-Origin: *
+  Cache-Control: public, max-age=31536000, immutable
+  Expires: Thu, 01 Dec 2099 16:00:00 GMT
+";
+    upload(
+        admin,
+        "",
+        &[
+            ("index.html", b"<h1>home</h1>"),
+            ("page.html", b"<h1>page</h1>"),
+            ("fonts/a.woff2", b"font"),
+            ("fonts/sub/b.woff2", b"font"),
+            ("_headers", headers.as_bytes()),
+        ],
+    );
+    let head = raw_head(server.addr, "localhost", "/s/web/page");
+    let cookies: Vec<&str> = head
+        .lines()
+        .filter_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("set-cookie")
+                .then_some(value.trim())
+        })
+        .collect();
+    assert_eq!(cookies, ["a=1; Path=/", "b=2; Path=/"], "{head}");
+
+    let font = server.get("/s/web/fonts/a.woff2");
+    assert_eq!(font.status, 200);
+    assert_eq!(
+        font.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    for (path, status) in [
+        ("/s/web/fonts/missing.woff2", 404),
+        ("/s/web/fonts/sub", 301),
+    ] {
+        let r = server.get(path);
+        assert_eq!(r.status, status, "{path}");
+        assert_eq!(r.header("cache-control"), Some("no-cache"), "{path}");
+        assert_eq!(r.header("expires"), None, "{path}");
+        assert_eq!(
+            r.header("access-control-allow-origin"),
+            Some("*"),
+            "{path}: the rule's other fields still apply"
+        );
+    }
+}

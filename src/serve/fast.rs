@@ -278,7 +278,8 @@ fn answer(
         return None;
     }
     let target = request.path?;
-    if !plain_target(target.as_bytes()) {
+    // Too long: hyper answers the 414 (`path::MAX_TARGET`).
+    if target.len() > path::MAX_TARGET || !plain_target(target.as_bytes()) {
         return None;
     }
     let fields = Fields::read(request.headers)?;

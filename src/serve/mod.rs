@@ -128,6 +128,15 @@ pub const SKEW_CACHE_CONTROL: &str = "public, max-age=60";
 
 /// Answers one public request.
 pub async fn handle<B>(state: &PublicState, request: &Request<B>) -> Response<Body> {
+    if target_len(request.uri()) > path::MAX_TARGET {
+        return plain(
+            StatusCode::URI_TOO_LONG,
+            &format!(
+                "URI too long: a request target is at most {} bytes",
+                path::MAX_TARGET
+            ),
+        );
+    }
     let head = match *request.method() {
         Method::GET => false,
         Method::HEAD => true,
@@ -200,7 +209,7 @@ pub async fn handle<B>(state: &PublicState, request: &Request<B>) -> Response<Bo
             if let Some(cookie) = set_cookie {
                 response
                     .headers_mut()
-                    .insert(http::header::SET_COOKIE, cookie);
+                    .append(http::header::SET_COOKIE, cookie);
             }
             response
         }
@@ -226,6 +235,14 @@ pub async fn handle<B>(state: &PublicState, request: &Request<B>) -> Response<Bo
         ),
         _ => plain(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// The length of the request-target as sent: path and query, plus the
+/// scheme and authority of an absolute-form target.
+fn target_len(uri: &http::Uri) -> usize {
+    uri.path_and_query().map_or(0, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.scheme_str().map_or(0, |s| s.len() + 3)
 }
 
 /// `Host: <label><host_suffix>` → `<label>` (lowercased), when host
@@ -288,7 +305,7 @@ impl SiteRequest<'_> {
                 if let Some(cookie) = set_cookie {
                     response
                         .headers_mut()
-                        .insert(http::header::SET_COOKIE, cookie);
+                        .append(http::header::SET_COOKIE, cookie);
                 }
                 response
             }
@@ -457,10 +474,12 @@ impl SiteRequest<'_> {
             && response.extensions().get::<SkewServed>().is_none()
         {
             let path = format!("/{}", rel.join("/"));
+            let status = response.status();
+            // An error or a redirect keeps the server's caching fields.
             deployment
                 .rules
                 .headers
-                .apply(&path, response.headers_mut());
+                .apply_for(&path, status, response.headers_mut());
             if response.status() == StatusCode::NOT_MODIFIED {
                 // A site rule must not put back on a 304 the representation
                 // metadata RFC 9110 §15.4.5 keeps off it (RFC 9111 §3.2:
@@ -772,8 +791,14 @@ fn redirect(location: &str, query: Option<&str>, headers: &HeaderMap) -> Respons
 /// §4.2.2 lets it). Its strong ETag is derived from the status and
 /// `Location` alone, since every such redirect is the same response: a
 /// revalidation gets 304 while it still holds, and the new answer once not.
+///
+/// Every `Location` the public server sends goes through here, and one
+/// that is a path (starts with `/`) is made to stay on this host first
+/// ([`on_this_host`](crate::site::rules::redirects::on_this_host)); an absolute `http(s)://` URL is a `_redirects`
+/// author's own external destination and is sent as written.
 fn redirect_with(status: StatusCode, location: &str, headers: &HeaderMap) -> Response<Body> {
     use sha2::{Digest, Sha256};
+    let location = &*crate::site::rules::redirects::on_this_host(location);
     let digest = hex::encode(Sha256::digest(
         format!("{} {location}", status.as_u16()).as_bytes(),
     ));

@@ -9,6 +9,15 @@
 
 use std::fmt;
 
+/// The longest request-target the public server reads, in bytes (the
+/// path and query as sent; scheme and authority too in absolute form):
+/// 8 KiB, nginx's `large_client_header_buffers` line. A longer one is
+/// answered `414 URI Too Long` (RFC 9110 §15.5.15) before anything else is
+/// looked at, identically by hyper ([`super::handle`]) and the fast path
+/// (which declines it), so no rule matching, file lookup or log line ever
+/// works on more than this.
+pub const MAX_TARGET: usize = 8 * 1024;
+
 /// Why a path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {

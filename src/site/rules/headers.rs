@@ -11,13 +11,21 @@
 //! Transfer-Encoding, Connection, …) are refused at upload: a site must
 //! not be able to break HTTP framing.
 //!
+//! Two kinds of fields are exceptions (issue #21): `Set-Cookie` set by
+//! several blocks (or twice in one) is sent as one field per cookie, never
+//! joined (RFC 6265 §3, RFC 9110 §5.3: a cookie's `Expires` has a comma);
+//! and on an answer that is not a success — a 3xx other than 304, a 4xx,
+//! a 5xx — the caching fields ([`CACHING`]) stay the server's, so a
+//! `/fonts/*` block's year-long `immutable` does not make a 404 or a
+//! redirect a year-long cache entry (Cloudflare forces `no-store` on 404s).
+//!
 //! Header names and values are converted once, at deploy time.
 
 use std::collections::HashMap;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::pattern::{normalize, Pattern};
+use super::pattern::{Pattern, Subject};
 use super::{Limits, RuleError};
 
 /// The file's name at the top of a deployment.
@@ -40,6 +48,22 @@ const REFUSED: &[&str] = &[
     "content-encoding",
     "host",
     "date",
+];
+
+/// Fields that tell caches how long to keep an answer, and how to
+/// revalidate it: on an answer that is not a success (see
+/// [`HeaderRules::apply_for`]) they stay what the server set.
+pub const CACHING: &[&str] = &[
+    "cache-control",
+    "expires",
+    "pragma",
+    "age",
+    "etag",
+    "last-modified",
+    "cdn-cache-control",
+    "cloudflare-cdn-cache-control",
+    "surrogate-control",
+    "vercel-cdn-cache-control",
 ];
 
 /// One block: a pattern and what it does.
@@ -70,18 +94,51 @@ impl HeaderRules {
     }
 
     /// Applies every block matching `path` (a site path starting with `/`)
-    /// to `headers`.
+    /// to `headers`, those of a successful answer.
     pub fn apply(&self, path: &str, headers: &mut HeaderMap) {
+        self.apply_subject(&Subject::new(path), headers);
+    }
+
+    /// [`Self::apply`] to the headers of an answer with `status`: on one
+    /// that is not a success (3xx but 304, 4xx, 5xx) the [`CACHING`] fields
+    /// are left as the server set them (a rule's value is not added, a
+    /// rule's `! Name` does not remove the server's).
+    pub fn apply_for(&self, path: &str, status: StatusCode, headers: &mut HeaderMap) {
+        let success =
+            status.is_success() || status.is_informational() || status == StatusCode::NOT_MODIFIED;
+        if success {
+            return self.apply(path, headers);
+        }
+        let server: Vec<(&str, Vec<HeaderValue>)> = CACHING
+            .iter()
+            .map(|&name| (name, headers.get_all(name).iter().cloned().collect()))
+            .collect();
+        self.apply(path, headers);
+        for (name, values) in server {
+            headers.remove(name);
+            for value in values {
+                headers.append(HeaderName::from_static(name), value);
+            }
+        }
+    }
+
+    /// [`Self::apply`] on a prepared path, whose [`Subject::steps`] then
+    /// count the matching work: linear in the path's length whatever the
+    /// blocks.
+    pub fn apply_subject(&self, subject: &Subject<'_>, headers: &mut HeaderMap) {
         if self.blocks.is_empty() {
             return;
         }
-        let path = normalize(path);
-        let mut matched: Vec<usize> = self.statics.get(path).cloned().unwrap_or_default();
+        let mut matched: Vec<usize> = self
+            .statics
+            .get(subject.path())
+            .cloned()
+            .unwrap_or_default();
         matched.extend(
             self.dynamic
                 .iter()
                 .copied()
-                .filter(|&i| self.blocks[i].pattern.matches(path).is_some()),
+                .filter(|&i| self.blocks[i].pattern.is_match(subject)),
         );
         if matched.is_empty() {
             return;
@@ -94,7 +151,10 @@ impl HeaderRules {
         let mut seen: Vec<&HeaderName> = Vec::new();
         for &i in &matched {
             for (name, value) in &self.blocks[i].set {
-                if seen.contains(&name) {
+                if name == http::header::SET_COOKIE && seen.contains(&name) {
+                    // One field per cookie: never joined (RFC 6265 §3).
+                    headers.append(name.clone(), value.clone());
+                } else if seen.contains(&name) {
                     let joined = headers.get(name).map(|old| {
                         let mut v = old.as_bytes().to_vec();
                         v.extend_from_slice(b", ");
@@ -290,6 +350,74 @@ mod tests {
         );
         assert!(h.get("x-robots-tag").is_none(), "removed by ! X-Robots-Tag");
         assert_eq!(h["content-security-policy"], "default-src 'self'");
+    }
+
+    /// Issue #21, item 5: cookies from two blocks (or two lines of one)
+    /// are two fields, never one joined by `, `.
+    #[test]
+    fn each_cookie_is_its_own_field() {
+        let r = rules(
+            "/*\n  Set-Cookie: a=1; Path=/\n  Set-Cookie: c=3; Expires=Wed, 09 Jun 2027 10:18:14 GMT\n\
+             /page\n  Set-Cookie: b=2; Path=/\n",
+        );
+        let mut h = HeaderMap::new();
+        r.apply("/page", &mut h);
+        let cookies: Vec<&str> = h
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            cookies,
+            [
+                "a=1; Path=/",
+                "c=3; Expires=Wed, 09 Jun 2027 10:18:14 GMT",
+                "b=2; Path=/"
+            ]
+        );
+    }
+
+    /// Issue #21, item 5: a rule's caching fields apply to successes, not to
+    /// a 404 or a redirect, which keep the server's policy.
+    #[test]
+    fn errors_and_redirects_keep_the_servers_caching_fields() {
+        let r = rules(
+            "/fonts/*\n  Cache-Control: public, max-age=31536000, immutable\n  Expires: Thu, 01 Dec 2099 16:00:00 GMT\n  \
+             CDN-Cache-Control: max-age=31536000\n  ETag: \"fixed\"\n  X-Font: yes\n\
+             /gone/*\n  ! Cache-Control\n",
+        );
+        for status in [200, 206, 304] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "cache-control",
+                HeaderValue::from_static("public, max-age=300"),
+            );
+            r.apply_for(
+                "/fonts/a.woff2",
+                StatusCode::from_u16(status).unwrap(),
+                &mut h,
+            );
+            assert_eq!(h["cache-control"], "public, max-age=31536000, immutable");
+            assert_eq!(h["cdn-cache-control"], "max-age=31536000");
+        }
+        for status in [301, 302, 308, 404, 410, 416, 500] {
+            let mut h = HeaderMap::new();
+            h.insert("cache-control", HeaderValue::from_static("no-cache"));
+            r.apply_for(
+                "/fonts/missing.woff2",
+                StatusCode::from_u16(status).unwrap(),
+                &mut h,
+            );
+            assert_eq!(h["cache-control"], "no-cache", "{status}");
+            for name in ["expires", "cdn-cache-control", "etag"] {
+                assert!(h.get(name).is_none(), "{status}: {name}");
+            }
+            assert_eq!(h["x-font"], "yes", "other fields still apply");
+            let mut h = HeaderMap::new();
+            h.insert("cache-control", HeaderValue::from_static("no-cache"));
+            r.apply_for("/gone/x", StatusCode::from_u16(status).unwrap(), &mut h);
+            assert_eq!(h["cache-control"], "no-cache", "{status}: not removed");
+        }
     }
 
     #[test]

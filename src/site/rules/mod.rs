@@ -56,6 +56,16 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// True for [`Limits::unlimited`]: the rules of a deployment already
+    /// accepted at upload are being indexed, and checks added since (a
+    /// `_redirects` destination that leaves the site or loops, issue #21)
+    /// do not take its rules away.
+    pub fn is_unlimited(&self) -> bool {
+        *self == Limits::unlimited()
+    }
+}
+
 /// A line of a rule file that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleError {

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use super::pattern::{is_name, normalize, Captures, Pattern};
+use super::pattern::{is_name, normalize, Captures, Pattern, Subject};
 use super::{Limits, RuleError};
 
 /// The file's name at the top of a deployment.
@@ -38,7 +38,11 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Literal(String),
-    Capture(String),
+    /// A `:name`; `true` when it stands in the host part of an external
+    /// destination (`https://:sub.example.com/`), where its value is
+    /// encoded down to a DNS label's characters so a visitor cannot pick
+    /// another host (`@`, `/`, `:`, `?`, `#`, `\` would).
+    Capture(String, bool),
 }
 
 /// One rule, compiled.
@@ -75,12 +79,14 @@ impl Rule {
         for part in &self.parts {
             match part {
                 Part::Literal(text) => out.push_str(text),
-                Part::Capture(name) => {
+                Part::Capture(name, in_host) => {
                     let value = captures
                         .iter()
                         .find(|(n, _)| n == name)
                         .map_or("", |(_, v)| v.as_str());
-                    if encode {
+                    if *in_host {
+                        percent_encode_label(value, &mut out);
+                    } else if encode {
                         percent_encode_path(value, &mut out);
                     } else {
                         out.push_str(value);
@@ -101,6 +107,59 @@ fn percent_encode_path(value: &str, out: &mut String) {
             out.push_str(&format!("%{b:02X}"));
         }
     }
+}
+
+/// Percent-encodes all but what a host name's label may hold
+/// (`A-Za-z0-9-.`), for a capture in the host of an external destination.
+fn percent_encode_label(value: &str, out: &mut String) {
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'.' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+/// A path `Location` that a browser cannot read as another host (issue
+/// #21, item 4). Browsers (the WHATWG URL standard) drop tabs and line
+/// breaks anywhere in a URL and read `\` as `/`, so `//evil.example/`,
+/// `/\evil.example/` or `/<TAB>/evil.example/` are *scheme-relative*:
+/// another host. Such a path arises from a request path starting with `//`
+/// (the directory and mount redirects repeat the raw path) or from a
+/// `_redirects` substitution that leaves the destination's first segment
+/// empty (`/:splat/x` with an empty splat). The leading run of `/` and
+/// `\` (also percent-encoded, `%2F` and `%5C`, which some proxies decode)
+/// becomes one `/`; tabs and line breaks are removed. Anything not
+/// starting with `/` or `\` is returned as is.
+pub fn on_this_host(location: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    if !location.starts_with(['/', '\\']) {
+        return Cow::Borrowed(location);
+    }
+    let cleaned: Cow<'_, str> = if location.contains(['\t', '\n', '\r']) {
+        Cow::Owned(location.replace(['\t', '\n', '\r'], ""))
+    } else {
+        Cow::Borrowed(location)
+    };
+    let mut rest = &cleaned[1..];
+    loop {
+        let bytes = rest.as_bytes();
+        if bytes.first().is_some_and(|&b| b == b'/' || b == b'\\') {
+            rest = &rest[1..];
+        } else if bytes.len() >= 3
+            && bytes[0] == b'%'
+            && (bytes[1..3].eq_ignore_ascii_case(b"2f") || bytes[1..3].eq_ignore_ascii_case(b"5c"))
+        {
+            rest = &rest[3..];
+        } else {
+            break;
+        }
+    }
+    if rest.len() + 1 == cleaned.len() && cleaned.starts_with('/') {
+        return cleaned;
+    }
+    Cow::Owned(format!("/{rest}"))
 }
 
 /// The compiled `_redirects` of a deployment.
@@ -137,16 +196,21 @@ impl Redirects {
 
     /// The first rule matching `path` (a site path starting with `/`).
     pub fn lookup(&self, path: &str) -> Option<Matched<'_>> {
+        self.lookup_subject(&Subject::new(path))
+    }
+
+    /// [`Self::lookup`] on a prepared path, whose [`Subject::steps`] then
+    /// count the work: linear in the path's length whatever the rules.
+    pub fn lookup_subject(&self, subject: &Subject<'_>) -> Option<Matched<'_>> {
         if self.rules.is_empty() {
             return None;
         }
-        let path = normalize(path);
-        let first_static = self.statics.get(path).copied();
+        let first_static = self.statics.get(subject.path()).copied();
         for &i in &self.dynamic {
             if first_static.is_some_and(|s| s < i) {
                 break;
             }
-            if let Some(captures) = self.rules[i].from.matches(path) {
+            if let Some(captures) = self.rules[i].from.matches_subject(subject) {
                 return Some(Matched {
                     rule: &self.rules[i],
                     captures,
@@ -171,7 +235,7 @@ impl Redirects {
                 message,
             };
             let trimmed = line.trim();
-            let rule = parse_rule(trimmed, number).map_err(error)?;
+            let rule = parse_rule(trimmed, number, !limits.is_unlimited()).map_err(error)?;
             if rule.from.is_static() {
                 statics += 1;
                 if statics > limits.max_static_redirects {
@@ -200,7 +264,11 @@ impl Redirects {
     }
 }
 
-fn parse_rule(line: &str, number: usize) -> Result<Rule, String> {
+/// One rule; `upload`: also refuse the destinations an upload may not
+/// bring ([`check_site_destination`]); off when indexing a deployment
+/// accepted before those checks existed, which keeps its rules (the
+/// server's `Location`s stay on the host whatever they say).
+fn parse_rule(line: &str, number: usize, upload: bool) -> Result<Rule, String> {
     // A field starting with `#` starts a comment to the end of the line.
     let fields: Vec<&str> = line
         .split_whitespace()
@@ -257,7 +325,10 @@ fn parse_rule(line: &str, number: usize) -> Result<Rule, String> {
             "destination {to:?} has spaces, control or non-ASCII characters: percent-encode them"
         ));
     }
-    let parts = parse_destination(to, &from)?;
+    if !external && upload {
+        check_site_destination(to, &from, action, force)?;
+    }
+    let parts = parse_destination(to, &from, external)?;
     Ok(Rule {
         line: number,
         from,
@@ -269,14 +340,89 @@ fn parse_rule(line: &str, number: usize) -> Result<Rule, String> {
     })
 }
 
+/// What a site destination (`/…`) may not be, checked at upload:
+/// * a path starting with `//` or `/\` (also `%2F`, `%5C`): browsers read
+///   it as another host (GitLab Pages refuses both); another site is
+///   written `https://host/…`;
+/// * a path with a `..` segment (also `%2E`-encoded), which browsers
+///   resolve out of the site's root (`/s/<service>/`);
+/// * a redirect to itself (issue #21): a static source whose destination
+///   is the same path (trailing `/` and query aside, as in matching), e.g.
+///   `/app/ /app 301`, redirects forever wherever it applies; so does a
+///   dynamic one whose destination gives back the path it matched
+///   (`/blog/:slug /blog/:slug/`), or, when forced, one whose literal
+///   destination it matches itself (`/a/* /a/x 301!`).
+fn check_site_destination(
+    to: &str,
+    from: &Pattern,
+    action: Action,
+    force: bool,
+) -> Result<(), String> {
+    let path = to.split(['?', '#']).next().unwrap_or("");
+    if on_this_host(path) != path {
+        return Err(format!(
+            "destination {to:?} starts with // or /\\, which browsers read as another host: write https://host/… for another site"
+        ));
+    }
+    let dot_dot = path.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        decoded == ".."
+    });
+    if dot_dot {
+        return Err(format!(
+            "destination {to:?} has a .. segment, which leaves the site's root"
+        ));
+    }
+    let Action::Redirect(_) = action else {
+        return Ok(());
+    };
+    let loops = if from.is_static() {
+        normalize(path) == from.text()
+    } else {
+        let probe = from.probe();
+        let parts = parse_destination(path, from, false)?;
+        let rule = Rule {
+            line: 0,
+            from: from.clone(),
+            to: path.to_string(),
+            action,
+            force,
+            external: false,
+            parts,
+        };
+        let captures = from.matches(&probe).unwrap_or_default();
+        let again = rule.destination(&captures, false);
+        normalize(&again) == normalize(&probe)
+            || (force && !path.contains(':') && from.matches(path).is_some())
+    };
+    if loops {
+        return Err(format!(
+            "{:?} redirects to itself ({to:?}): a browser would follow it forever (a trailing / is not significant)",
+            from.text()
+        ));
+    }
+    Ok(())
+}
+
 /// Splits a destination into literals and `:name` captures; a name the
 /// source does not capture is an error (a typo would otherwise redirect
-/// to a literal `:slug`).
-fn parse_destination(to: &str, from: &Pattern) -> Result<Vec<Part>, String> {
+/// to a literal `:slug`). `external`: the destination is an `http(s)://`
+/// URL, whose captures before the path are in its host.
+fn parse_destination(to: &str, from: &Pattern, external: bool) -> Result<Vec<Part>, String> {
+    // Where the host part ends in an external destination.
+    let host_end = if external {
+        let after = to.find("://").map_or(0, |i| i + 3);
+        to[after..]
+            .find(['/', '?', '#'])
+            .map_or(to.len(), |i| after + i)
+    } else {
+        0
+    };
     let mut parts = Vec::new();
     let mut literal = String::new();
     let mut rest = to;
     while let Some(i) = rest.find(':') {
+        let at = to.len() - rest.len() + i;
         literal.push_str(&rest[..i]);
         let after = &rest[i + 1..];
         let len = after
@@ -293,7 +439,7 @@ fn parse_destination(to: &str, from: &Pattern) -> Result<Vec<Part>, String> {
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal)));
             }
-            parts.push(Part::Capture(name.to_string()));
+            parts.push(Part::Capture(name.to_string(), at < host_end));
         } else {
             literal.push(':');
             literal.push_str(name);
@@ -398,6 +544,91 @@ mod tests {
                     .starts_with(&format!("_redirects, line {line}: ")),
                 "{e}"
             );
+        }
+    }
+
+    /// Issue #21, item 4: no path `Location` can name another host.
+    #[test]
+    fn a_path_location_stays_on_this_host() {
+        for (raw, safe) in [
+            ("//evil.example/x", "/evil.example/x"),
+            ("/\\evil.example", "/evil.example"),
+            ("/\\/\\//evil.example", "/evil.example"),
+            ("/%2F/evil.example", "/evil.example"),
+            ("/%5c%5Cevil.example", "/evil.example"),
+            ("/\t/evil.example", "/evil.example"),
+            ("/s/web//x", "/s/web//x"),
+            ("/docs/", "/docs/"),
+            ("/", "/"),
+            ("https://example.com/x", "https://example.com/x"),
+        ] {
+            assert_eq!(on_this_host(raw), safe, "{raw:?}");
+        }
+        // The issue's substitutions: an empty splat leaves the first
+        // segment empty; the server's Location is built through on_this_host.
+        let r = parse("/r/:a/* /:splat/:a 302\n/splat/* /:splat/new-splat 302\n").unwrap();
+        assert_eq!(to(&r, "/r/evil.com").unwrap().0, "//evil.com");
+        assert_eq!(on_this_host("//evil.com"), "/evil.com");
+        assert_eq!(to(&r, "/splat").unwrap().0, "//new-splat");
+        // A capture in an external destination's host cannot change the host.
+        let r = parse("/u/:name https://:name.example.com/:splat 302\n/v/:name/* https://:name.example.com/:splat 302\n")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(r.message.contains(":splat"), "{r}");
+        let r = parse("/u/:name/* https://:name.example.com/:splat 302\n").unwrap();
+        assert_eq!(
+            to(&r, "/u/evil.com@x/a:b@c").unwrap().0,
+            "https://evil.com%40x.example.com/a:b@c"
+        );
+        assert_eq!(
+            to(&r, "/u/evil.com%2Fx#/y").unwrap().0,
+            "https://evil.com%252Fx%23.example.com/y"
+        );
+    }
+
+    /// Issue #21, items 4 and low: destinations that leave the site or
+    /// redirect to themselves are refused at upload; the rules that look
+    /// like them but do not are kept.
+    #[test]
+    fn destinations_that_leave_the_site_or_loop_are_refused() {
+        for (text, needle) in [
+            ("/a //evil.example/ 301\n", "another host"),
+            ("/a /\\evil.example 301\n", "another host"),
+            ("/a /%2F%2Fevil.example 301\n", "another host"),
+            ("/a /%5cevil.example 200\n", "another host"),
+            ("/a/* //:splat 302\n", "another host"),
+            ("/a /../other/ 301\n", ".. segment"),
+            ("/a /b/%2e%2E/c 200\n", ".. segment"),
+            ("/app/ /app 301\n", "itself"),
+            ("/app /app/ 308\n", "itself"),
+            ("/search /search?q=1 301\n", "itself"),
+            ("/blog/:slug /blog/:slug/ 301\n", "itself"),
+            ("/docs/* /docs/:splat/ 302\n", "itself"),
+            ("/a/* /a/x 301!\n", "itself"),
+            ("/* /index.html 302!\n", "itself"),
+        ] {
+            let e = parse(text).expect_err(text);
+            assert!(e.message.contains(needle), "{text}: {e}");
+        }
+        // A deployment accepted before these checks keeps its rules when it
+        // is indexed again (its Locations are made safe when served).
+        let old = Redirects::parse(
+            "/a //evil.example/ 301\n/app/ /app 301\n",
+            &Limits::unlimited(),
+        );
+        assert_eq!(old.map(|r| r.rules().len()).ok(), Some(2));
+        for text in [
+            "/a/* /a/x 301\n",
+            "/app/* /app/index.html 200\n",
+            "/index.html / 301!\n",
+            "/:lang/* /en/:splat 302\n",
+            "/old/* /new/:splat 301\n",
+            "/a /b/./c 301\n",
+            "/a /b..c 301\n",
+            "/x https://example.com//y 302\n",
+            "/app/ /app 200\n",
+        ] {
+            assert!(parse(text).is_ok(), "{text}");
         }
     }
 
